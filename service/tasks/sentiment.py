@@ -44,6 +44,15 @@ class SentimentCodec:
             "scores": {label: float(p) for label, p in zip(self.labels, probabilities, strict=True)},
         }
 
+    def decode_batch(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
+        """``decode`` for every row of ``[B, C]`` probabilities (one conversion to Python floats, not B×C)."""
+        best = probabilities.argmax(axis=1).tolist()
+        rows = probabilities.tolist()
+        return [
+            {"label": self.labels[b], "score": row[b], "scores": dict(zip(self.labels, row, strict=True))}
+            for b, row in zip(best, rows, strict=True)
+        ]
+
     @classmethod
     def from_manifest(cls, manifest: ModelManifest, version_dir: Path) -> SentimentCodec:
         return cls(

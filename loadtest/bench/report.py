@@ -1,0 +1,37 @@
+"""Medians over repeated runs and a marked, regenerable section of a markdown file."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def median_of(runs: list[dict[str, Any]], keys=("rps", "p50_ms", "p95_ms", "p99_ms")) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
+
+
+def replace_section(path: Path, marker: str, content: str) -> None:
+    """Replaces the text between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` (appends if absent)."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    block = f"{start}\n{content.rstrip()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        text = before + block + after
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:,.1f}" if isinstance(v, float) else str(v)
+
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(" ---: " if i else " --- " for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""HTTP layer: request parsing helpers and one router module per endpoint group."""

@@ -1,0 +1,1 @@
+"""Routers: core ones (health, models, metrics) and one per task plug-in."""

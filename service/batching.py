@@ -1,0 +1,304 @@
+"""A generic asyncio dynamic batcher: callers submit single items, a worker thread sees lists.
+
+Usage (any task)::
+
+    batcher = DynamicBatcher(predict, name="sentiment-lstm", max_batch_size=64,
+                             max_queue_delay_ms=2, max_queue_size=1024)
+    await batcher.start()
+    result = await batcher.submit(item, timeout=10)         # one item
+    results = await batcher.submit_many(items, timeout=10)  # several, all-or-nothing
+    await batcher.close()                                   # drains queued and in-flight items
+
+``predict(items: list[T]) -> Sequence[R | BaseException]`` runs in a worker thread and returns one entry
+per item, in order; an exception in a slot fails only that item's caller. If ``predict`` raises as a
+whole for a batch of several items, every item is retried alone so a single poisonous input cannot fail
+its neighbours.
+
+Scheduling (Triton's knob names, Ray Serve's simplicity): while a worker is free the collector takes
+every queued item up to ``max_batch_size``. A lone request on an idle server is dispatched at once; only
+when the previous batch held several items (the server is under load) does the collector wait up to
+``max_queue_delay_ms`` after the oldest queued item for the batch to fill. While the worker is busy,
+new items simply accumulate, which is where most batching comes from. ``max_queue_size`` bounds waiting
+items; beyond it ``QueueFull`` (503 + Retry-After) is raised at once.
+
+Step-level batching (generation) needs a different loop, but can reuse ``split_by_length`` and the
+``BatchMetrics`` hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from service.errors import QueueFull, RequestTimeout, ShuttingDown
+from service.metrics import BatchMetrics
+
+T = TypeVar("T")
+R = TypeVar("R")
+BatchFn = Callable[[list[T]], Sequence[Any]]
+
+log = logging.getLogger(__name__)
+
+
+def split_by_length(lengths: Sequence[int], ratio: float = 2.0) -> list[list[int]]:
+    """Groups item indices, shortest first, so no group's longest item exceeds ``ratio`` × its shortest.
+
+    Used by batch functions to limit padding: each group becomes one model call. ``ratio=inf`` keeps a
+    single (sorted) group.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= ratio * max(1, lengths[groups[-1][0]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+@dataclass(eq=False)
+class _Pending:
+    item: Any
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher(Generic[T, R]):
+    def __init__(
+        self,
+        fn: BatchFn,
+        *,
+        name: str,
+        max_batch_size: int = 64,
+        max_queue_delay_ms: float = 2.0,
+        max_queue_size: int = 1024,
+        workers: int = 1,
+        metrics: BatchMetrics | None = None,
+        retry_after_s: int = 1,
+    ):
+        if max_batch_size < 1 or max_queue_size < 1 or workers < 1:
+            raise ValueError("max_batch_size, max_queue_size and workers must be >= 1")
+        self.fn = fn
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay = max_queue_delay_ms / 1000.0
+        self.max_queue_size = max_queue_size
+        self.workers = workers
+        self.metrics = metrics
+        self.retry_after_s = retry_after_s
+        self._queue: deque[_Pending] = deque()
+        self._in_flight = 0
+        self._under_load = False
+        self._closing = False
+        self._wakeup: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._collector: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self.stats = {"batches": 0, "items": 0, "items_failed": 0}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._collector is not None:
+            return
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._slots = asyncio.Semaphore(self.workers)
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"batch-{self.name}")
+        self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
+
+    async def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stops accepting items; with ``drain`` finishes queued and in-flight ones first."""
+        self._closing = True
+        if self._collector is None:
+            return
+        if not drain:
+            self._fail_queued(ShuttingDown(f"model {self.name} is shutting down"))
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(self._wait_idle(), timeout)
+        except TimeoutError:
+            log.warning("batcher %s: drain timed out, failing %d queued items", self.name, len(self._queue))
+            self._fail_queued(ShuttingDown(f"model {self.name} is shutting down"))
+        self._collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._collector
+        self._executor.shutdown(wait=False)  # idle after a drain; never block the event loop on a stray batch
+
+    async def _wait_idle(self) -> None:
+        while self._queue or self._in_flight:
+            self._idle.clear()
+            await self._idle.wait()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    # -- submission ------------------------------------------------------------------------------
+    async def submit(self, item: T, timeout: float | None = None) -> R:
+        return (await self.submit_many([item], timeout))[0]
+
+    async def submit_many(self, items: Sequence[T], timeout: float | None = None) -> list[R]:
+        """Queues all items or none; returns their results in order, or raises the first item error."""
+        if self._closing or self._collector is None:
+            raise ShuttingDown(f"model {self.name} is not accepting requests")
+        if len(self._queue) + len(items) > self.max_queue_size:
+            raise QueueFull(
+                f"queue of {self.name} is full ({self.max_queue_size} items)",
+                limit=self.max_queue_size,
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        loop = asyncio.get_running_loop()
+        pending = [_Pending(item, loop.create_future()) for item in items]
+        self._queue.extend(pending)
+        self._idle.clear()
+        if self.metrics:
+            self.metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+        try:
+            async with asyncio.timeout(timeout):
+                if len(pending) == 1:  # the common case, without gather's extra future
+                    return [await pending[0].future]
+                return await asyncio.gather(*(p.future for p in pending))
+        except TimeoutError:
+            raise RequestTimeout(f"request did not finish within {timeout:g} s", limit=timeout) from None
+        finally:
+            for p in pending:  # a failed sibling or a timeout: unqueued siblings are skipped
+                if not p.future.done():
+                    p.future.cancel()
+
+    # -- collection and execution ----------------------------------------------------------------
+    def _take(self, limit: int) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while self._queue and len(batch) < limit:
+            p = self._queue.popleft()
+            if not p.future.done():  # timed out or cancelled while queued
+                batch.append(p)
+        if self.metrics:
+            self.metrics.queue_depth.set(len(self._queue))
+        return batch
+
+    async def _next_item(self) -> bool:
+        while not self._queue:
+            if self._closing:
+                return False
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return True
+
+    async def _collect(self) -> None:
+        while True:
+            await self._slots.acquire()
+            if not await self._next_item():
+                self._slots.release()
+                self._idle.set()
+                return
+            batch = self._take(self.max_batch_size)
+            if self._under_load and self.max_queue_delay > 0 and batch:
+                deadline = batch[0].enqueued + self.max_queue_delay
+                while len(batch) < self.max_batch_size and not self._closing:
+                    if self._queue:
+                        batch += self._take(self.max_batch_size - len(batch))
+                        continue
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+            if not batch:
+                self._slots.release()
+                self._signal_if_idle()
+                continue
+            self._under_load = len(batch) > 1 or bool(self._queue)
+            self._in_flight += len(batch)
+            task = asyncio.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        items = [p.item for p in batch]
+        started = time.perf_counter()
+        self.stats["batches"] += 1
+        self.stats["items"] += len(batch)
+        if self.metrics:
+            self.metrics.batch_size.observe(len(batch))
+            for p in batch:
+                self.metrics.queue_wait.observe(started - p.enqueued)
+        try:
+            try:
+                results = await loop.run_in_executor(self._executor, self._call, items)
+            except Exception as exc:
+                if len(items) == 1:
+                    results = [exc]
+                else:
+                    log.warning(
+                        "batcher %s: batch of %d failed (%s); retrying items alone",
+                        self.name,
+                        len(items),
+                        exc,
+                    )
+                    results = await loop.run_in_executor(self._executor, self._call_each, items)
+            for p, result in zip(batch, results, strict=True):
+                if p.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    self.stats["items_failed"] += 1
+                    if self.metrics:
+                        self.metrics.items_failed.inc()
+                    p.future.set_exception(result)
+                else:
+                    p.future.set_result(result)
+        finally:
+            self._in_flight -= len(batch)
+            self._slots.release()
+            self._signal_if_idle()
+
+    def _signal_if_idle(self) -> None:
+        if not self._queue and not self._in_flight:
+            self._idle.set()
+
+    def _call(self, items: list[Any]) -> Sequence[Any]:
+        started = time.perf_counter()
+        results = self.fn(items)
+        if self.metrics:
+            self.metrics.inference_time.observe(time.perf_counter() - started)
+        if len(results) != len(items):
+            raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
+        return results
+
+    def _call_each(self, items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for item in items:
+            try:
+                out.append(self._call([item])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _fail_queued(self, exc: Exception) -> None:
+        while self._queue:
+            p = self._queue.popleft()
+            if not p.future.done():
+                p.future.set_exception(exc)
+        if self.metrics:
+            self.metrics.queue_depth.set(0)
+        self._signal_if_idle()

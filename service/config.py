@@ -1,0 +1,90 @@
+"""Service settings: one pydantic-settings class, every knob under the ``RNNSERVE_`` environment prefix.
+
+Nested values use ``__`` as delimiter or JSON, e.g. ``RNNSERVE_BATCHING__SENTIMENT__MAX_BATCH_SIZE=1`` or
+``RNNSERVE_BATCHING='{"sentiment": {"max_batch_size": 1}}'``. A new task needs no new setting for its
+batching knobs: ``Settings.batching_for(task)`` falls back to ``BatchingConfig()`` defaults.
+The full table is in docs/service.md.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RNNSERVE_"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class BatchingConfig(BaseModel):
+    """Dynamic batching knobs of one task (Triton's names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(64, ge=1, description="items per model call; 1 turns batching off")
+    max_queue_delay_ms: float = Field(
+        2.0, ge=0, description="under load, how long a batch may wait to fill; an idle server never waits"
+    )
+    max_queue_size: int = Field(1024, ge=1, description="queued items before new requests get 503")
+    bucket_ratio: float = Field(
+        2.0,
+        ge=1.0,
+        allow_inf_nan=False,
+        description="a batch is split where the longest item exceeds this × the shortest (1e9: never)",
+    )
+    timeout_s: float = Field(10.0, gt=0, description="per-request time limit (queue + inference); 504 after")
+
+
+class LimitsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_text_chars: int = Field(5000, ge=1, description="characters per text")
+    max_texts: int = Field(64, ge=1, description="texts per request")
+    max_body_bytes: int = Field(1_048_576, ge=1, description="request body size, checked before parsing")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", protected_namespaces=()
+    )
+
+    model_repository: Path = Field(_REPO_ROOT / "models", description="the Triton-style model repository")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # One thread per session by default: these RNNs are small, the HTTP event loop needs a core too, and
+    # on a small shared machine an ORT thread pool without spin-waiting can stall on busy cores
+    # (docs/benchmarks.md).
+    ort_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0: one per core)")
+    ort_inter_op_threads: int = Field(1, ge=0, description="ONNX Runtime inter-op threads (0: ORT decides)")
+    ort_allow_spinning: bool = Field(
+        False, description="let ORT threads spin-wait (faster on a dedicated box, steals CPU from HTTP here)"
+    )
+    batch_workers: int = Field(1, ge=1, description="worker threads per model running batches concurrently")
+    batching: dict[str, BatchingConfig] = Field(default_factory=dict, description="per-task overrides")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    default_models: dict[str, str] = Field(
+        default_factory=dict, description="task -> model name; else the manifest marked default"
+    )
+    pinned_versions: dict[str, int] = Field(
+        default_factory=dict, description="model name -> version; else the newest version"
+    )
+    warmup: bool = True
+    gc_freeze: bool = Field(
+        True, description="after loading, exempt the start-up heap from garbage collection"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "text"
+    access_log: bool = True
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful-shutdown bound for in-flight work")
+
+    def batching_for(self, task: str) -> BatchingConfig:
+        return self.batching.get(task, BatchingConfig())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

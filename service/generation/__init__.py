@@ -1,0 +1,1 @@
+"""Text generation serving: sampling, the step-level batching scheduler and the task plug-in."""

@@ -1,0 +1,124 @@
+"""One pure-ASGI middleware for every HTTP request: request id, body-size limit, metrics, access log.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on the hot path of every request. The body limit
+is enforced before anything parses the body: a ``Content-Length`` above the limit is answered 413 at
+once, and a chunked body is cut off the moment it passes the limit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import BodyTooLarge, error_body
+from service.logs import request_id_var
+from service.metrics import Metrics
+
+log = logging.getLogger("service.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Generated ids: a random per-process prefix and a counter (unique, and cheaper than uuid4 per request).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: bool = True):
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = (
+            incoming if incoming and _SAFE_ID.match(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+        )
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        id_header = (b"x-request-id", request_id.encode())
+
+        started_response = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                status, started_response = message["status"], True
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        limit = self.max_body_bytes
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(f"request body exceeds {limit} bytes", field="body", limit=limit)
+            return message
+
+        try:
+            declared = _header(scope, b"content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                await _send_json(
+                    send_with_id,
+                    413,
+                    error_body("body_too_large", f"request body exceeds {limit} bytes", "body", limit),
+                )
+            else:
+                await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            # Anything no handler turned into a response: answer here, so the 500 carries the request id.
+            log.exception("unhandled error")
+            status = 500
+            if not started_response:
+                await _send_json(send_with_id, 500, error_body("internal_error", "internal server error"))
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.observe_request(endpoint, method, status, elapsed)
+            if self.access_log:
+                log.info(
+                    "%s %s %d %.1fms",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    elapsed * 1000,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint},
+                )
+            request_id_var.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

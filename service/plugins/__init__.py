@@ -1,0 +1,13 @@
+"""The explicit registry of served tasks. A new task adds its ``TaskPlugin`` to this list, nothing else.
+
+See ``service.serving`` for what a plug-in provides.
+"""
+
+from __future__ import annotations
+
+from service.plugins.sentiment import PLUGIN as SENTIMENT
+from service.serving import TaskPlugin
+
+
+def default_plugins() -> list[TaskPlugin]:
+    return [SENTIMENT]

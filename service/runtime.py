@@ -1,0 +1,73 @@
+"""ONNX Runtime sessions: execution-provider choice, thread counts, and graph-contract checks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+from service.config import Settings
+from service.manifest import GraphSpec
+
+log = logging.getLogger(__name__)
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+class ModelLoadError(Exception):
+    """A model cannot be served; the message is the one log line that says why."""
+
+
+def select_providers(device: str, available: list[str] | None = None) -> list[str]:
+    """``cuda``: CUDA (error if missing); ``auto``: CUDA when present; always CPU as fallback."""
+    available = ort.get_available_providers() if available is None else available
+    if device == "cuda":
+        if CUDA not in available:
+            raise ModelLoadError(f"device=cuda but ONNX Runtime has no {CUDA} (available: {available})")
+        return [CUDA, CPU]
+    if device == "auto" and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = settings.ort_intra_op_threads
+    opts.inter_op_num_threads = settings.ort_inter_op_threads
+    spin = "1" if settings.ort_allow_spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    opts.log_severity_level = 3
+    return opts
+
+
+def _check_contract(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
+    """The graph must have the inputs and outputs its manifest declares."""
+    have_in = {i.name for i in session.get_inputs()}
+    have_out = {o.name for o in session.get_outputs()}
+    missing_in = [t.name for t in spec.inputs if t.name not in have_in]
+    missing_out = [t.name for t in spec.outputs if t.name not in have_out]
+    if missing_in or missing_out:
+        raise ModelLoadError(
+            f"{path.name}: graph lacks declared inputs {missing_in} / outputs {missing_out} "
+            f"(graph has inputs {sorted(have_in)}, outputs {sorted(have_out)})"
+        )
+
+
+def create_session(path: Path, spec: GraphSpec, settings: Settings) -> ort.InferenceSession:
+    if not path.is_file():
+        raise ModelLoadError(f"graph file {path} does not exist")
+    providers = select_providers(settings.device)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(settings), providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for corrupt or unsupported graphs
+        raise ModelLoadError(f"{path.name}: ONNX Runtime cannot load it: {exc}".splitlines()[0]) from exc
+    _check_contract(session, spec, path)
+    return session
+
+
+def provider_of(session: ort.InferenceSession) -> str:
+    return session.get_providers()[0]

@@ -1,0 +1,84 @@
+"""Request and response models of the core endpoints and of the sentiment task.
+
+Task limits (characters per text, texts per request) are settings, so they are checked in the route
+against ``app.state.settings`` rather than frozen into these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["limit_exceeded"])
+    message: str = Field(examples=["texts[2] has 6012 characters; the limit is 5000"])
+    field: str | None = Field(None, examples=["texts[2]"])
+    limit: int | float | None = Field(None, examples=[5000])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+class SentimentRequest(BaseModel):
+    """Exactly one of ``text`` and ``texts``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        json_schema_extra={"examples": [{"text": "a gripping , beautifully acted film ."}]},
+    )
+
+    text: str | None = Field(
+        None, description="one text, at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters (default 5000)"
+    )
+    texts: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="several texts, answered in order: at most RNNSERVE_LIMITS__MAX_TEXTS (default 64),"
+        " each at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters",
+    )
+    model: str | None = Field(None, description="a sentiment model from /models; default: the task's default")
+
+
+class SentimentResult(BaseModel):
+    label: str = Field(description="the most probable label: 'negative' or 'positive' for SST-2 models")
+    score: float = Field(description="probability of the label")
+    scores: dict[str, float] = Field(description="probability of every label")
+
+
+class SentimentResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    results: list[SentimentResult]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    defaults: dict[str, str] = Field(description="task -> default model")
+    reasons: dict[str, str] = Field(default_factory=dict, description="task -> why it is not ready")
+
+
+class ModelsResponse(BaseModel):
+    models: list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "invalid JSON or invalid UTF-8",
+        404: "unknown model",
+        413: "request body too large",
+        422: "wrong field type, missing field, or a limit exceeded (the error names the field and limit)",
+        503: "queue full (with Retry-After) or model not ready",
+        504: "request timed out",
+    }.items()
+}

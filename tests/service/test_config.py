@@ -1,0 +1,42 @@
+"""Settings come from RNNSERVE_* variables, nested ones with ``__`` or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import BatchingConfig, Settings
+from service.runtime import CPU, CUDA, ModelLoadError, select_providers
+
+
+def test_environment_overrides_with_nested_delimiter_and_json(monkeypatch):
+    monkeypatch.setenv("RNNSERVE_MODEL_REPOSITORY", "/srv/models")
+    monkeypatch.setenv("RNNSERVE_BATCHING__SENTIMENT__MAX_BATCH_SIZE", "1")
+    monkeypatch.setenv("RNNSERVE_LIMITS__MAX_TEXTS", "8")
+    monkeypatch.setenv("RNNSERVE_DEFAULT_MODELS", '{"sentiment": "sentiment-gru"}')
+    monkeypatch.setenv("RNNSERVE_LOG_FORMAT", "json")
+    s = Settings()
+    assert s.model_repository == Path("/srv/models")
+    assert s.batching_for("sentiment").max_batch_size == 1
+    assert s.batching_for("sentiment").max_queue_delay_ms == BatchingConfig().max_queue_delay_ms
+    assert s.batching_for("ner") == BatchingConfig()
+    assert s.limits.max_texts == 8 and s.limits.max_text_chars == 5000
+    assert s.default_models == {"sentiment": "sentiment-gru"}
+    assert s.log_format == "json"
+
+
+def test_invalid_settings_are_rejected(monkeypatch):
+    monkeypatch.setenv("RNNSERVE_DEVICE", "tpu")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_provider_selection():
+    assert select_providers("cpu", [CUDA, CPU]) == [CPU]
+    assert select_providers("auto", [CPU]) == [CPU]
+    assert select_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert select_providers("cuda", [CUDA, CPU]) == [CUDA, CPU]
+    with pytest.raises(ModelLoadError, match="device=cuda"):
+        select_providers("cuda", [CPU])

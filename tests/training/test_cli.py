@@ -1,0 +1,85 @@
+"""``python -m training``: train+export from a TOML file, evaluate a checkpoint, report, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from service.manifest import ModelManifest
+from tests.utils.model_factory import write_sentiment_splits
+from training.cli import main
+from training.report import build_report
+from training.settings import get_training_settings
+
+CONFIG = """
+task = "sentiment"
+name = "cli-tiny"
+seed = 1
+[data]
+train = "sentiment/train.tsv"
+dev = "sentiment/dev.tsv"
+test = "sentiment/test.tsv"
+[model]
+cell = "gru"
+embedding_dim = 12
+hidden_size = 10
+pooling = "attention"
+[trainer]
+epochs = 2
+batch_size = 16
+lr = 1e-2
+progress = false
+[export]
+name = "cli-tiny"
+quantize = "never"
+parity_examples = 32
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_sentiment_splits(tmp_path / "data" / "sentiment", train=200, dev=32, test=32)
+    (tmp_path / "cli.toml").write_text(CONFIG)
+    for key, sub in (("DATA_DIR", "data"), ("RUNS_DIR", "runs"), ("MODELS_DIR", "models")):
+        monkeypatch.setenv(f"RNNSERVE_{key}", str(tmp_path / sub))
+    get_training_settings.cache_clear()
+    yield tmp_path
+    get_training_settings.cache_clear()
+
+
+def test_train_export_evaluate(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(workspace / "cli.toml")
+    assert main(["train", "--config", config, "--export", "--trainer.epochs=1", "--model.hidden_size=8"]) == 0
+    manifest = ModelManifest.load(workspace / "models" / "cli-tiny")
+    assert manifest.training.config["trainer"]["epochs"] == 1
+    assert manifest.architecture["encoder"]["hidden_size"] == 8
+    assert manifest.training.data["train"]["rows"] == 200
+    metrics = json.loads((workspace / "runs" / "cli-tiny" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(workspace / "runs" / "cli-tiny" / "best.pt")]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(metrics["metrics"]["dev"]["accuracy"])
+    checkpoint = str(workspace / "runs" / "cli-tiny" / "best.pt")
+    assert (
+        main(["export", "--checkpoint", checkpoint, "--export.name=cli-again", "--export.default=true"]) == 0
+    )
+    again = ModelManifest.load(workspace / "models" / "cli-again")
+    assert again.default and not manifest.default
+    assert again.metrics["dev"] == manifest.metrics["dev"]
+    assert main(["export", "--checkpoint", checkpoint, "--model.cell=rnn"]) == 2
+
+
+def test_unknown_override_fails_before_training(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", str(workspace / "cli.toml"), "--trainer.epoch=3"]) == 2
+    assert "unknown config key 'trainer.epoch'" in capsys.readouterr().err
+    assert not (workspace / "runs").exists()
+
+
+def test_report_has_a_row_per_model(sentiment_model_repo: Path) -> None:
+    report = build_report(sentiment_model_repo)
+    row = next(line for line in report.splitlines() if "`sentiment-tiny`" in line)
+    assert "(default)" in row and " ms |" in row
+    assert "## Sentiment" in report and "Machine:" in report

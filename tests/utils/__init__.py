@@ -1,0 +1,1 @@
+"""Helpers shared by tests (they build their own tiny data and models)."""

@@ -1,0 +1,28 @@
+"""Length-bucketed batching of variable-length examples (less padding, same results: models are
+padding-invariant)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+def bucketed_batches(
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator, pool: int = 50
+) -> Iterator[list[int]]:
+    """Shuffled index batches: shuffle, sort pools of ``pool × batch_size`` by length, cut, shuffle."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches: list[list[int]] = []
+    span = batch_size * pool
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    for b in torch.randperm(len(batches), generator=generator).tolist():
+        yield batches[b]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Deterministic evaluation batches of similar lengths (callers restore the original order)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,120 @@
+"""``python -m training train|evaluate|export|report``.
+
+    python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--trainer.lr=1e-3]
+    python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
+    python -m training export --checkpoint runs/sentiment-bilstm/best.pt [--models-dir DIR] [--export.KEY=V]
+    python -m training report [--models-dir models] [--output docs/models.md]
+
+Overrides after the named options use dotted config paths and are validated against the task's schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.config import ConfigError, build_config, load_config_data
+from training.settings import REPO_ROOT, TrainingSettings, get_training_settings
+
+log = logging.getLogger("training")
+
+
+def load_experiment(config_path: Path, overrides: list[str]):
+    from training.tasks import get_task
+
+    data = load_config_data(config_path)
+    if "task" not in data:
+        raise ConfigError(f"{config_path}: missing top-level key 'task'")
+    task_cls = get_task(str(data["task"]))
+    return task_cls, build_config(task_cls.config_class, data, overrides)
+
+
+def train(
+    config_path: Path, overrides: list[str], settings: TrainingSettings, export: bool
+) -> dict[str, Any]:
+    from training.trainer import Trainer
+
+    task_cls, config = load_experiment(config_path, overrides)
+    task = task_cls(config, settings)
+    task.load_data()
+    trainer = Trainer.for_task(task, settings.runs_dir / config.name)
+    model = trainer.model
+    log.info("%s: %d parameters", config.name, sum(p.numel() for p in model.parameters()))
+    checkpoint = trainer.fit()
+    log.info(
+        "best dev %s %.4f at epoch %d; final %s",
+        task.selection_metric,
+        checkpoint["best_metric"],
+        checkpoint["best_epoch"],
+        json.dumps(checkpoint["metrics"]),
+    )
+    if export:
+        path = task.export(model, settings.models_dir, checkpoint)
+        log.info("exported to %s", path)
+    return checkpoint
+
+
+def load_checkpoint(path: Path, settings: TrainingSettings, export_overrides: list[str] = ()):
+    """Task, model (eval mode) and checkpoint dict; ``--export.*`` overrides change how it is exported."""
+    import torch
+
+    from training.tasks import get_task
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    task_cls = get_task(checkpoint["task"])
+    if export_overrides:
+        bad = [o for o in export_overrides if not o.startswith("--export.")]
+        if bad:
+            raise ConfigError(f"export takes only --export.* overrides, got {bad}")
+        config = build_config(task_cls.config_class, checkpoint["config"], export_overrides)
+        checkpoint["config"] = config.model_dump(mode="json")
+    task = task_cls.from_checkpoint(checkpoint, settings)
+    model = task.build_model(checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return task, model.eval(), checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train one experiment config")
+    p_train.add_argument("--config", type=Path, required=True)
+    p_train.add_argument("--export", action="store_true", help="export the best checkpoint afterwards")
+    p_eval = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
+    p_eval.add_argument("--checkpoint", type=Path, required=True)
+    p_eval.add_argument("--split", default="dev")
+    p_export = sub.add_parser("export", help="export a checkpoint into the model repository")
+    p_export.add_argument("--checkpoint", type=Path, required=True)
+    p_export.add_argument("--models-dir", type=Path, default=None)
+    p_report = sub.add_parser("report", help="write docs/models.md from the model repository")
+    p_report.add_argument("--models-dir", type=Path, default=None)
+    p_report.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "models.md")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if rest and args.command not in ("train", "export"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    settings = get_training_settings()
+    try:
+        if args.command == "train":
+            train(args.config, rest, settings, args.export)
+        elif args.command == "evaluate":
+            task, model, _ = load_checkpoint(args.checkpoint, settings)
+            task.load_data()
+            print(json.dumps(task.evaluate(model, args.split), indent=2))
+        elif args.command == "export":
+            task, model, checkpoint = load_checkpoint(args.checkpoint, settings, rest)
+            print(task.export(model, args.models_dir or settings.models_dir, checkpoint))
+        elif args.command == "report":
+            from training.report import write_report
+
+            print(write_report(args.models_dir or settings.models_dir, args.output))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,75 @@
+"""Sequence classification (many-to-one): encoder, pooling, and a linear head over class logits.
+
+``members > 1`` makes the classifier an ensemble of independently initialised encoder/pooling/head
+members trained side by side (each with its own loss, see :meth:`SequenceClassifier.member_logits`);
+its ``forward`` returns the log of the members' mean probability, so softmax of the output is the
+ensemble's averaged prediction and the exported graph stays one ``(input_ids, lengths) -> probabilities``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.models.encoder import RNNEncoder
+from training.models.pooling import Pooling
+
+
+class _Member(nn.Module):
+    def __init__(self, encoder: dict[str, Any], num_classes: int, pooling: str, head_dropout: float):
+        super().__init__()
+        self.encoder = RNNEncoder(**encoder)
+        self.pooling = Pooling(pooling, self.encoder.output_size)
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.pooling.output_size, num_classes))
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooling(self.encoder(input_ids, lengths)))
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(
+        self,
+        encoder: dict[str, Any],
+        num_classes: int,
+        pooling: str = "max",
+        head_dropout: float = 0.0,
+        members: int = 1,
+    ):
+        """``encoder`` holds :class:`RNNEncoder` keyword arguments, so the whole model is rebuilt from plain
+        data stored in a checkpoint."""
+        super().__init__()
+        if members < 1:
+            raise ValueError("members must be >= 1")
+        self.members = nn.ModuleList(
+            _Member(encoder, num_classes, pooling, head_dropout) for _ in range(members)
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before ensembles existed keep one member's keys at the top level.
+        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "members.")]:
+            state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def member_logits(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's own logits (training gives every member its own loss)."""
+        return [member(input_ids, lengths) for member in self.members]
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if len(self.members) == 1:
+            return self.members[0](input_ids, lengths)
+        logits = torch.stack(self.member_logits(input_ids, lengths))
+        mean_log_prob = torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0)
+        return mean_log_prob - torch.log(torch.tensor(float(len(self.members))))
+
+
+class ProbabilityModel(nn.Module):
+    """Export wrapper: the served graph returns softmax probabilities."""
+
+    def __init__(self, classifier: SequenceClassifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(input_ids, lengths), dim=-1)

@@ -1,0 +1,40 @@
+"""Typed experiment configuration of the generation task (``training/configs/generation_*.toml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from training.config import ExperimentConfig, Section
+
+
+class GenerationData(Section):
+    path: str = Field("generation/input.txt", description="plain text; relative paths resolve under data_dir")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="the last share of the text, held out")
+
+
+class GenerationModel(Section):
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = Field(64, ge=1)
+    hidden_size: int = Field(384, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class LanguageModelling(Section):
+    """An epoch is ``train_chars / (batch_size * seq_len)`` random windows; ``trainer.epochs`` counts them."""
+
+    seq_len: int = Field(256, ge=2, description="characters per training window (BPTT length)")
+    eval_segments: int = Field(16, ge=1, description="validation stream read as this many parallel segments")
+    min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine schedule floor, as a share of lr")
+    max_prompt_chars: int = Field(4096, ge=1, description="longest prompt the served model accepts")
+    unknown_characters: Literal["reject", "drop"] = "reject"
+    parity_steps: int = Field(64, ge=1, description="decoding steps compared between ONNX and PyTorch")
+
+
+class GenerationConfig(ExperimentConfig):
+    task: Literal["generation"] = "generation"
+    data: GenerationData = Field(default_factory=GenerationData)
+    model: GenerationModel = Field(default_factory=GenerationModel)
+    lm: LanguageModelling = Field(default_factory=LanguageModelling)

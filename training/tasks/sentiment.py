@@ -1,0 +1,428 @@
+"""Sentiment (many-to-one) training plug-in: labelled texts -> :class:`SequenceClassifier` -> ONNX.
+
+Text processing is the service's own :class:`~service.tasks.sentiment.SentimentCodec` (tokenizer, vocab,
+padding), so trained and served inputs are built by the same code. The exported graph follows the
+service contract: inputs ``input_ids`` int64 [B, T] and ``lengths`` int64 [B], output ``probabilities``
+float32 [B, C].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from service.manifest import GraphSpec, ModelManifest, QuantizationReport, TrainingInfo
+from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES, SentimentCodec
+from service.tasks.text import Vocab, build_tokenizer
+from training.batching import bucketed_batches, sorted_batches
+from training.config import ExperimentConfig, Section
+from training.export import (
+    check_parity,
+    export_onnx,
+    graph_specs,
+    ort_session,
+    prepare_version_dir,
+    quantize_int8,
+)
+from training.models import SequenceClassifier
+from training.models.classifier import ProbabilityModel
+from training.readers import read_labelled_text
+from training.tasks import register_task
+from training.tasks.base import Batch, TrainingTask
+
+log = logging.getLogger(__name__)
+
+
+class SentimentData(Section):
+    train: str = "sentiment/train.tsv"
+    dev: str = "sentiment/dev.tsv"
+    test: str | None = "sentiment/test.tsv"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = Field(None, description="raw label values in class order; default: sorted")
+    label_names: list[str] | None = Field(None, description="served label names, one per class")
+    tokenizer: Literal["word", "whitespace"] = "word"
+    lowercase: bool = True
+    min_freq: int = Field(1, ge=1)
+    max_vocab: int | None = Field(None, ge=5)
+    max_tokens: int = Field(512, ge=1, description="longer texts are truncated (training and serving)")
+
+
+class SentimentModel(Section):
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    bidirectional: bool = False
+    num_layers: int = Field(1, ge=1)
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    embedding_dropout: float = Field(0.2, ge=0, lt=1)
+    word_dropout: float = Field(0.0, ge=0, lt=1)
+    pooling: Literal["last", "mean", "max", "attention", "max_mean"] = "max"
+    head_dropout: float = Field(0.3, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    members: int = Field(1, ge=1, description="ensemble size: independent members averaged in one graph")
+
+
+class SentimentConfig(ExperimentConfig):
+    task: Literal["sentiment"] = "sentiment"
+    data: SentimentData = Field(default_factory=SentimentData)
+    model: SentimentModel = Field(default_factory=SentimentModel)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@register_task
+class SentimentTask(TrainingTask):
+    name = "sentiment"
+    config_class = SentimentConfig
+    selection_metric = "accuracy"
+    selection_mode = "max"
+    report_title = "Sentiment (SST-2, binary)"
+
+    config: SentimentConfig
+
+    def __init__(self, config: SentimentConfig, settings):
+        super().__init__(config, settings)
+        self.codec: SentimentCodec | None = None
+        self.raw_labels: list[str] = []
+        self.splits: dict[str, tuple[list[list[int]], list[int]]] = {}
+        self.paths: dict[str, Path] = {}
+
+    # --- data -------------------------------------------------------------------------------------------
+    def _tokenizer(self):
+        return build_tokenizer({"type": self.config.data.tokenizer, "lowercase": self.config.data.lowercase})
+
+    def load_data(self) -> None:
+        data = self.config.data
+        named = {"train": data.train, "dev": data.dev, "test": data.test}
+        rows = {}
+        for split, rel in named.items():
+            if rel is None:
+                continue
+            self.paths[split] = self.settings.resolve_data_path(rel)
+            rows[split] = read_labelled_text(self.paths[split], data.text_column, data.label_column)
+        tokenizer = self._tokenizer()
+        train_tokens = [[t.text for t in tokenizer.tokenize(r.text)] for r in rows["train"]]
+        vocab = Vocab.build(train_tokens, min_freq=data.min_freq, max_size=data.max_vocab)
+        self.raw_labels = data.labels or sorted({r.label for r in rows["train"]})
+        names = data.label_names or self.raw_labels
+        if len(names) != len(self.raw_labels):
+            raise ValueError(f"label_names {names} do not match labels {self.raw_labels}")
+        self.codec = SentimentCodec(tokenizer, vocab, tuple(names), max_tokens=data.max_tokens)
+        index = {label: i for i, label in enumerate(self.raw_labels)}
+        for split, split_rows in rows.items():
+            unknown = {r.label for r in split_rows} - index.keys()
+            if unknown:
+                bad = next(r for r in split_rows if r.label in unknown)
+                raise ValueError(f"{self.paths[split]}:{bad.line}: unknown label {bad.label!r}")
+            self.splits[split] = (
+                [self.codec.encode(r.text) for r in split_rows],
+                [index[r.label] for r in split_rows],
+            )
+
+    def data_info(self) -> dict[str, Any]:
+        return {
+            split: {"path": str(self.paths[split]), "rows": len(ids), "sha256": _sha256(self.paths[split])}
+            for split, (ids, _) in self.splits.items()
+        }
+
+    def _tensors(self, split: str, indices: list[int]) -> Batch:
+        ids, labels = self.splits[split]
+        inputs = self.codec.collate([ids[i] for i in indices])
+        return {
+            INPUT_IDS: torch.from_numpy(inputs[INPUT_IDS]),
+            LENGTHS: torch.from_numpy(inputs[LENGTHS]),
+            "labels": torch.tensor([labels[i] for i in indices]),
+        }
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        ids, _ = self.splits["train"]
+        for indices in bucketed_batches([len(s) for s in ids], self.config.trainer.batch_size, generator):
+            yield self._tensors("train", indices)
+
+    def num_train_batches(self) -> int:
+        return -(-len(self.splits["train"][0]) // self.config.trainer.batch_size)
+
+    def eval_splits(self) -> list[str]:
+        return [s for s in ("dev", "test") if s in self.splits]
+
+    # --- model ------------------------------------------------------------------------------------------
+    def model_args(self) -> dict[str, Any]:
+        m = self.config.model
+        return {
+            "encoder": {
+                "vocab_size": len(self.codec.vocab),
+                "embedding_dim": m.embedding_dim,
+                "hidden_size": m.hidden_size,
+                "cell": m.cell,
+                "num_layers": m.num_layers,
+                "bidirectional": m.bidirectional,
+                "dropout": m.dropout,
+                "embedding_dropout": m.embedding_dropout,
+                "word_dropout": m.word_dropout,
+                "padding_idx": Vocab.pad_id,
+                "unk_idx": Vocab.unk_id,
+            },
+            "num_classes": len(self.raw_labels),
+            "pooling": m.pooling,
+            "head_dropout": m.head_dropout,
+            "members": m.members,
+        }
+
+    def build_model(self, model_args: dict[str, Any] | None = None) -> nn.Module:
+        return SequenceClassifier(**(model_args or self.model_args()))
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        smoothing = self.config.model.label_smoothing
+        losses = [
+            nn.functional.cross_entropy(logits, batch["labels"], label_smoothing=smoothing)
+            for logits in model.member_logits(batch[INPUT_IDS], batch[LENGTHS])
+        ]
+        return torch.stack(losses).mean()
+
+    def predict_split(self, predict, split: str, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities for every example of a split, in file order; ``predict(batch) -> [B, C]``."""
+        ids, _ = self.splits[split]
+        out = np.zeros((len(ids), len(self.raw_labels)), dtype=np.float32)
+        for indices in sorted_batches([len(s) for s in ids], batch_size):
+            out[indices] = predict(self._tensors(split, indices))
+        return out
+
+    def _metrics(self, probabilities: np.ndarray, split: str) -> dict[str, float]:
+        labels = np.asarray(self.splits[split][1])
+        return {"accuracy": float((probabilities.argmax(1) == labels).mean()), "examples": len(labels)}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        model.eval()
+
+        def predict(batch: Batch) -> np.ndarray:
+            return torch.softmax(model(batch[INPUT_IDS], batch[LENGTHS]), -1).numpy()
+
+        return self._metrics(self.predict_split(predict, split, self.config.trainer.eval_batch_size), split)
+
+    # --- persistence ------------------------------------------------------------------------------------
+    def task_state(self) -> dict[str, Any]:
+        return {
+            "vocab": self.codec.vocab.to_json(),
+            "raw_labels": self.raw_labels,
+            "label_names": list(self.codec.labels),
+        }
+
+    def load_task_state(self, state: dict[str, Any]) -> None:
+        self.raw_labels = list(state["raw_labels"])
+        self.codec = SentimentCodec(
+            self._tokenizer(),
+            Vocab.from_json(state["vocab"]),
+            tuple(state["label_names"]),
+            max_tokens=self.config.data.max_tokens,
+        )
+
+    # --- export -----------------------------------------------------------------------------------------
+    def _ort_batches(self, split: str, limit: int | None = None, batch_size: int = 32) -> list[dict]:
+        """Real examples in file order (mixed lengths, so padding is exercised), as ORT feeds."""
+        ids, _ = self.splits[split]
+        count = len(ids) if limit is None else min(limit, len(ids))
+        return [
+            self.codec.collate(ids[start : min(start + batch_size, count)])
+            for start in range(0, count, batch_size)
+        ]
+
+    def _ort_metrics(self, session) -> dict[str, dict[str, float]]:
+        def predict(batch: Batch) -> np.ndarray:
+            feed = {INPUT_IDS: batch[INPUT_IDS].numpy(), LENGTHS: batch[LENGTHS].numpy()}
+            return session.run([PROBABILITIES], feed)[0]
+
+        return {
+            split: self._metrics(self.predict_split(predict, split), split) for split in self.eval_splits()
+        }
+
+    def _export_graph(self, wrapped: nn.Module, path: Path) -> None:
+        """Exports with a short tracing example (the RNN loop is unrolled while tracing shapes).
+
+        torch 2.13's tracer sometimes fixes an axis to the example's size (seen when the example's
+        sizes coincide with ids or model constants); export_onnx detects that, and the next example
+        size is tried. The ids' values do not matter; parity is checked on real dev examples after.
+        """
+        last_error: RuntimeError | None = None
+        for batch, length in ((5, 7), (6, 11), (9, 13), (10, 17)):
+            lengths = torch.tensor([length, *(max(1, length - 2 - i) for i in range(batch - 1))])
+            filler = min(len(self.codec.vocab) - 1, length + 2)
+            try:
+                export_onnx(
+                    wrapped,
+                    (torch.full((batch, length), filler, dtype=torch.int64), lengths),
+                    path,
+                    input_names=[INPUT_IDS, LENGTHS],
+                    output_names=[PROBABILITIES],
+                    dynamic_axes={INPUT_IDS: {0: "batch", 1: "sequence"}, LENGTHS: {0: "batch"}},
+                )
+                return
+            except RuntimeError as exc:
+                if "fixed dynamic axes" not in str(exc):
+                    raise
+                log.warning("export with example %dx%d: %s; retrying", batch, length, exc)
+                last_error = exc
+        raise last_error
+
+    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
+        cfg = self.config.export
+        if not self.splits:
+            self.load_data()  # parity and metrics run on the real dev/test examples
+        model.eval()
+        wrapped = ProbabilityModel(model).eval()
+        version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
+        self.codec.vocab.save(version_dir / "vocab.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            self._export_graph(wrapped, fp32)
+
+            @torch.no_grad()
+            def reference(feed: dict[str, np.ndarray]) -> np.ndarray:
+                return wrapped(torch.from_numpy(feed[INPUT_IDS]), torch.from_numpy(feed[LENGTHS])).numpy()
+
+            parity_batches = self._ort_batches("dev", cfg.parity_examples)
+            fp32_session = ort_session(fp32)
+            parity = check_parity(
+                reference, fp32_session, parity_batches, PROBABILITIES, cfg.parity_tolerance
+            )
+            fp32_metrics = self._ort_metrics(fp32_session)
+            shipped, metrics, quantization = fp32, fp32_metrics, None
+            if cfg.quantize != "never":
+                int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx")
+                int8_session = ort_session(int8)
+                diff = max(
+                    float(np.abs(a - b).max())
+                    for a, b in zip(
+                        (fp32_session.run([PROBABILITIES], f)[0] for f in parity_batches),
+                        (int8_session.run([PROBABILITIES], f)[0] for f in parity_batches),
+                        strict=True,
+                    )
+                )
+                int8_metrics = self._ort_metrics(int8_session)
+                drop = fp32_metrics["dev"]["accuracy"] - int8_metrics["dev"]["accuracy"]
+                ship_int8 = cfg.quantize == "always" or (
+                    drop <= cfg.quantize_max_drop and diff <= cfg.quantize_tolerance
+                )
+                if cfg.quantize == "always" and diff > cfg.quantize_tolerance:
+                    raise AssertionError(f"int8 differs from fp32 by {diff:.3g} > {cfg.quantize_tolerance:g}")
+                quantization = QuantizationReport(
+                    method="onnxruntime quantize_dynamic, int8 weights (MatMul, LSTM, embedding Gather)",
+                    max_abs_diff=diff,
+                    tolerance=cfg.quantize_tolerance,
+                    metrics={
+                        "fp32": {f"{s}_accuracy": m["accuracy"] for s, m in fp32_metrics.items()},
+                        "int8": {f"{s}_accuracy": m["accuracy"] for s, m in int8_metrics.items()},
+                        "shipped": {
+                            "graph": "int8" if ship_int8 else "fp32",
+                            "rule": f"quantize={cfg.quantize}: int8 if dev accuracy drops <= "
+                            f"{cfg.quantize_max_drop} and max abs prob diff <= {cfg.quantize_tolerance}",
+                        },
+                    },
+                    fp32_size_bytes=fp32.stat().st_size,
+                )
+                if ship_int8:
+                    shipped, metrics = int8, int8_metrics
+            shutil.copyfile(shipped, version_dir / "model.onnx")
+        inputs, outputs = graph_specs(version_dir / "model.onnx")
+        manifest = ModelManifest(
+            name=cfg.name,
+            task=self.name,
+            description=cfg.description,
+            default=cfg.default,
+            architecture={"type": "SequenceClassifier", **checkpoint["model_args"]},
+            graphs={"model": GraphSpec(file="model.onnx", inputs=inputs, outputs=outputs)},
+            max_batch_size=cfg.max_batch_size,
+            labels=list(self.codec.labels),
+            tokenizer=self.codec.tokenizer.spec(),
+            files={"vocab": "vocab.json"},
+            task_options={"max_tokens": self.config.data.max_tokens},
+            training=TrainingInfo(
+                data=checkpoint["data"],
+                config=checkpoint["config"],
+                epochs_run=checkpoint["epochs_run"],
+                best_epoch=checkpoint["best_epoch"],
+                train_time_s=round(checkpoint["train_time_s"], 1),
+                seed=checkpoint["seed"],
+                machine=checkpoint["machine"],
+                command=checkpoint["command"],
+            ),
+            metrics={
+                **metrics,
+                "pytorch": {f"{s}_accuracy": m["accuracy"] for s, m in checkpoint["metrics"].items()},
+            },
+            parameters=checkpoint["parameters"],
+            size_bytes=(version_dir / "model.onnx").stat().st_size,
+            parity=parity,
+            quantization=quantization,
+        )
+        manifest.save(models_dir / cfg.name)
+        return models_dir / cfg.name
+
+    # --- reporting --------------------------------------------------------------------------------------
+    @classmethod
+    def report_columns(cls) -> list[str]:
+        return [
+            "model",
+            "architecture",
+            "dev acc",
+            "test acc",
+            "parameters",
+            "ONNX size",
+            "latency 1×20 tokens",
+            "latency 32×20 tokens",
+        ]
+
+    @classmethod
+    def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
+        from service.manifest import version_dirs
+        from training.report import format_bytes, measure_latency_ms
+
+        _, version_dir = version_dirs(model_dir)[-1]
+        arch = manifest.architecture
+        enc = arch.get("encoder", {})
+        quantized = manifest.quantization is not None and (
+            manifest.quantization.metrics.get("shipped", {}).get("graph") == "int8"
+        )
+        cell = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}.get(enc.get("cell"), str(enc.get("cell")))
+        members = int(arch.get("members", 1))
+        layers = int(enc.get("num_layers", 1))
+        description = (
+            f"{f'{members}× ' if members > 1 else ''}{'Bi' if enc.get('bidirectional') else ''}{cell}"
+            f"{' ensemble' if members > 1 else ''}, {layers} layer{'s' if layers > 1 else ''}, "
+            f"emb {enc.get('embedding_dim')}, hidden {enc.get('hidden_size')}, "
+            f"{arch.get('pooling')} pooling, {'int8' if quantized else 'fp32'}"
+        )
+        rng = np.random.default_rng(0)
+        vocab_size = int(enc.get("vocab_size", 100))
+        latencies = []
+        for batch in (1, 32):
+            feed = {
+                INPUT_IDS: rng.integers(4, vocab_size, size=(batch, 20), dtype=np.int64),
+                LENGTHS: np.full((batch,), 20, dtype=np.int64),
+            }
+            latencies.append(measure_latency_ms(version_dir / manifest.graphs["model"].file, feed))
+        return {
+            "model": f"`{manifest.name}`" + (" (default)" if manifest.default else ""),
+            "architecture": description,
+            "dev acc": f"{100 * manifest.metrics['dev']['accuracy']:.2f}%",
+            "test acc": f"{100 * manifest.metrics['test']['accuracy']:.2f}%"
+            if "test" in manifest.metrics
+            else "—",
+            "parameters": f"{manifest.parameters:,}",
+            "ONNX size": format_bytes(manifest.size_bytes),
+            "latency 1×20 tokens": f"{latencies[0]:.2f} ms",
+            "latency 32×20 tokens": f"{latencies[1]:.2f} ms",
+        }
