@@ -19,82 +19,18 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from loadtest.bench.server import Service, running_service
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NEW_TOKENS = 200
-
-
-# --- the server -------------------------------------------------------------------------------------
-def app_factory():
-    """The service app with the generation plug-in, whether or not the default registry lists it yet."""
-    from service.config import get_settings
-    from service.generation.plugin import PLUGIN
-    from service.logs import configure_logging
-    from service.main import create_app
-    from service.plugins import default_plugins
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    plugins = default_plugins()
-    if all(p.task != PLUGIN.task for p in plugins):
-        plugins = [*plugins, PLUGIN]
-    return create_app(settings, plugins)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ready(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/ready", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def running_server(env: dict[str, str], log_path: Path, timeout: float = 120) -> Iterator[tuple[str, int]]:
-    """Yields ``(base_url, pid)`` of a ready server."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "loadtest.bench_generate:app_factory", "--factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while not _ready(base):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not become ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield base, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # --- the load generator (runs in its own process: ``--load``) ---------------------------------------
@@ -175,7 +111,7 @@ def run_load(
     """One scenario in a separate load-generator process; with the server's ``pid``, also the server's CPU
     seconds over the whole run and its generated tokens per CPU second (a figure the machine's background
     load does not skew much)."""
-    cpu_before = process_cpu_s(pid) if pid else 0.0
+    cpu_before = Service(base, pid).cpu_seconds() if pid else 0.0
     cmd = [sys.executable, "-m", "loadtest.bench_generate", "--load", base, "--prompts", str(prompts_file)]
     cmd += ["--clients", str(clients), "--warmup", str(warmup), "--duration", str(duration)]
     cmd += ["--stream"] if stream else []
@@ -186,7 +122,7 @@ def run_load(
         raise RuntimeError(done.stderr[-3000:])
     result = json.loads(done.stdout)
     if pid:
-        result["server_cpu_s"] = process_cpu_s(pid) - cpu_before
+        result["server_cpu_s"] = Service(base, pid).cpu_seconds() - cpu_before
         result["tokens_per_cpu_s"] = result["all_tokens"] / result["server_cpu_s"]
     return result
 
@@ -361,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prompts_file = Path(tmp) / "prompts.json"
         prompts_file.write_text(json.dumps(prompts))
-        with running_server(env, Path(tmp) / "server.log") as (base, pid):
+        with running_service(env, Path(tmp) / "server.log") as base:
+            pid = base.pid
             for key, clients, stream in [
                 ("lone", 1, False),
                 ("concurrent", 16, False),

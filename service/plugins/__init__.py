@@ -5,9 +5,10 @@ See ``service.serving`` for what a plug-in provides.
 
 from __future__ import annotations
 
+from service.generation.plugin import PLUGIN as GENERATION
 from service.plugins.sentiment import PLUGIN as SENTIMENT
 from service.serving import TaskPlugin
 
 
 def default_plugins() -> list[TaskPlugin]:
-    return [SENTIMENT]
+    return [SENTIMENT, GENERATION]
