@@ -6,9 +6,11 @@ See ``service.serving`` for what a plug-in provides.
 from __future__ import annotations
 
 from service.generation.plugin import PLUGIN as GENERATION
+from service.plugins.ner import PLUGIN as NER
 from service.plugins.sentiment import PLUGIN as SENTIMENT
+from service.plugins.translation import PLUGIN as TRANSLATION
 from service.serving import TaskPlugin
 
 
 def default_plugins() -> list[TaskPlugin]:
-    return [SENTIMENT, GENERATION]
+    return [SENTIMENT, GENERATION, NER, TRANSLATION]

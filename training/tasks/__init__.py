@@ -13,7 +13,12 @@ from training.tasks.base import TrainingTask
 
 _REGISTRY: dict[str, type[TrainingTask]] = {}
 # Modules that register plug-ins, imported on first lookup (torch-heavy, so not at package import).
-_PLUGINS = ("training.tasks.sentiment", "training.tasks.generation")
+_PLUGINS = (
+    "training.tasks.sentiment",
+    "training.tasks.generation",
+    "training.tasks.ner",
+    "training.tasks.translation",
+)
 
 
 def register_task(cls: type[TrainingTask]) -> type[TrainingTask]:

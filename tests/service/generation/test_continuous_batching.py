@@ -97,8 +97,10 @@ def test_requests_join_at_the_next_step_and_leave_when_done(tiny_generation):
         during = long.tokens - before
         assert short.tokens == 5 and short.finish_reason == "length"
         assert not long_task.done()
-        # 5 tokens: admitted at the next step, then 4 more steps (+1 of slack for the thread's timing)
-        assert during <= 7, during
+        # 5 tokens: admitted at the next step after its prefill, then 4 more steps. The prefill runs in its
+        # own thread while the batch keeps stepping, so on a loaded CPU a few extra steps pass meanwhile;
+        # far below the ~980 steps the long request still had to go.
+        assert during <= 15, during
         await long_task
         assert long.tokens == 1000
         await scheduler.close()

@@ -1,0 +1,101 @@
+"""Translation serving glue: the codec, the encoder and decoder-step graphs, and numpy beam search.
+
+One batch of the dynamic batcher (items of concurrent requests) is encoded per length group, then decoded
+together: every time step is one decoder-step call for every live hypothesis of every sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from service.api.routes.translate import TASK, router
+from service.batching import split_by_length
+from service.config import Settings
+from service.errors import InferenceError
+from service.manifest import ModelManifest
+from service.serving import ServedModel, TaskPlugin
+from service.tasks.translation import SRC_LENGTHS, TranslationCodec
+from service.translation.search import Arrays, Hypothesis, SearchParams, beam_search, greedy_search
+
+Item = tuple[str, SearchParams]
+MEMORY, KEYS, PREV_TOKENS, LOG_PROBS, ATTENTION = "memory", "keys", "prev_tokens", "log_probs", "attention"
+
+
+@dataclass
+class TranslationModel(ServedModel):
+    codec: TranslationCodec = field(kw_only=True)
+    state_names: tuple[str, ...] = field(default=("hidden",), kw_only=True)
+
+    def encode(self, encoded: Sequence[Sequence[int]]) -> tuple[Arrays, Arrays]:
+        """Encoder graph: (initial decoder state, memory) for a batch of source ids."""
+        feeds = self.codec.collate(encoded)
+        names = [MEMORY, KEYS, *self.state_names]
+        outputs = dict(zip(names, self.sessions["encoder"].run(names, feeds), strict=True))
+        state = {name: outputs[name] for name in self.state_names}
+        memory = {MEMORY: outputs[MEMORY], KEYS: outputs[KEYS], SRC_LENGTHS: feeds[SRC_LENGTHS]}
+        return state, memory
+
+    def step(
+        self, tokens: np.ndarray, state: Arrays, memory: Arrays
+    ) -> tuple[np.ndarray, Arrays, np.ndarray]:
+        outputs = [LOG_PROBS, *(f"{name}_out" for name in self.state_names), ATTENTION]
+        log_probs, *new_state, attention = self.sessions["step"].run(
+            outputs, {PREV_TOKENS: tokens, **state, **memory}
+        )
+        return log_probs, dict(zip(self.state_names, new_state, strict=True)), attention
+
+    def translate(self, encoded: list[list[int]], params: list[SearchParams]) -> list[Hypothesis]:
+        state, memory = self.encode(encoded)
+        search = greedy_search if all(p.beam_size == 1 for p in params) else beam_search
+        return search(self.step, state, memory, params)
+
+    def answer(self, source: list[int], hyp: Hypothesis, params: SearchParams) -> dict[str, Any] | Exception:
+        if not np.isfinite(hyp.score):
+            return InferenceError("the model produced a non-finite score")
+        result: dict[str, Any] = {"translation": self.codec.decode(hyp.tokens), "score": hyp.score}
+        if params.return_attention:
+            result["source_tokens"] = self.codec.source_pieces(source)
+            result["target_tokens"] = self.codec.target_pieces(hyp.tokens)
+            result["attention"] = [row[: len(source)].tolist() for row in hyp.attention]
+        return result
+
+    def predict_batch(self, items: list[Item]) -> Sequence[Any]:
+        encoded = [self.codec.encode_source(text) for text, _ in items]
+        results: list[Any] = [None] * len(items)
+        for group in split_by_length([len(e) for e in encoded], self.batching.bucket_ratio):
+            params = [items[i][1] for i in group]
+            hyps = self.translate([encoded[i] for i in group], params)
+            for i, hyp, p in zip(group, hyps, params, strict=True):
+                results[i] = self.answer(encoded[i], hyp, p)
+        return results
+
+    def warmup_items(self) -> list[Item]:
+        params = SearchParams(beam_size=2, max_length=8)
+        return [("A dog runs.", params), ("A man in a blue shirt is standing on a ladder " * 3, params)]
+
+
+def build(
+    manifest: ModelManifest,
+    version: int,
+    version_dir: Path,
+    sessions: dict[str, ort.InferenceSession],
+    settings: Settings,
+) -> TranslationModel:
+    return TranslationModel(
+        manifest=manifest,
+        version=version,
+        version_dir=version_dir,
+        sessions=sessions,
+        batching=settings.batching_for(TASK),
+        codec=TranslationCodec.from_manifest(manifest, version_dir),
+        state_names=tuple(manifest.task_options.get("state_names", ["hidden"])),
+    )
+
+
+PLUGIN = TaskPlugin(task=TASK, build=build, router=router)

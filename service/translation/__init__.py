@@ -1,0 +1,1 @@
+"""Translation decoding (numpy greedy and beam search) and request models."""

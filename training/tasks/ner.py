@@ -1,0 +1,436 @@
+"""NER (many-to-many) training plug-in: CoNLL files -> char-CNN + (Bi)RNN tagger (+ CRF) -> ONNX emissions.
+
+Inputs are built by the service's :class:`~service.tasks.ner.NerCodec` and evaluation decodes with the
+codec's numpy Viterbi / BIO repair, so trained, evaluated and served decoding are one implementation.
+CoNLL-2003 tags are IOB1 and are converted to BIO (IOB2) on reading. Metrics are entity-level
+precision/recall/F1 by seqeval (conlleval-style default mode), overall and per entity type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from torch import nn
+
+from service.manifest import GraphSpec, ModelManifest, TrainingInfo, version_dirs
+from service.tasks.ner import (
+    CHAR_IDS,
+    EMISSIONS,
+    LENGTHS,
+    OUTSIDE,
+    WORD_IDS,
+    CrfScores,
+    NerCodec,
+    iob1_to_bio,
+)
+from service.tasks.text import Vocab, WordTokenizer
+from training.batching import bucketed_batches, sorted_batches
+from training.config import ExperimentConfig, Section
+from training.export import check_parity, export_onnx, graph_specs, ort_session, prepare_version_dir
+from training.readers import read_conll
+from training.tasks import register_task
+from training.tasks.base import Batch, TrainingTask
+from training.tasks.ner_model import CRF, EmissionTagger
+
+log = logging.getLogger(__name__)
+
+
+class NerData(Section):
+    train: str = "ner/train.txt"
+    dev: str = "ner/valid.txt"
+    test: str | None = "ner/test.txt"
+    scheme: Literal["iob1", "bio"] = Field("iob1", description="tag scheme of the files; BIO is used inside")
+    lowercase_words: bool = Field(True, description="word lookup lower-cased (chars keep the case)")
+    zero_digits: bool = True
+    min_freq: int = Field(1, ge=1)
+    max_vocab: int | None = Field(None, ge=5)
+    max_word_chars: int = Field(30, ge=1)
+    max_tokens: int = Field(512, ge=1, description="serving truncates longer texts")
+
+
+class NerModelConfig(Section):
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    bidirectional: bool = True
+    num_layers: int = Field(1, ge=1)
+    word_dim: int = Field(100, ge=1)
+    char_dim: int = Field(30, ge=1)
+    char_filters: int = Field(50, ge=1)
+    char_kernel: int = Field(3, ge=1)
+    hidden_size: int = Field(200, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    word_dropout: float = Field(0.05, ge=0, lt=1)
+    crf: bool = Field(True, description="CRF layer; false: per-token softmax + BIO repair")
+
+
+class NerConfig(ExperimentConfig):
+    task: Literal["ner"] = "ner"
+    data: NerData = Field(default_factory=NerData)
+    model: NerModelConfig = Field(default_factory=NerModelConfig)
+
+
+class NerNetwork(nn.Module):
+    """The tagger plus (optionally) its CRF; ``forward`` gives emissions, as the exported graph does."""
+
+    def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any]):
+        super().__init__()
+        self.tagger = EmissionTagger(num_tags=len(labels), **tagger)
+        self.crf = CRF(labels) if crf else None
+
+    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.tagger(word_ids, char_ids, lengths)
+
+    def crf_scores(self) -> CrfScores | None:
+        if self.crf is None:
+            return None
+        return CrfScores(
+            *(p.detach().double().numpy() for p in (self.crf.transitions, self.crf.start, self.crf.end))
+        )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@register_task
+class NerTask(TrainingTask):
+    name = "ner"
+    config_class = NerConfig
+    selection_metric = "f1"
+    selection_mode = "max"
+    report_title = "NER (CoNLL-2003 English, entity micro F1)"
+
+    config: NerConfig
+
+    def __init__(self, config: NerConfig, settings):
+        super().__init__(config, settings)
+        self.codec: NerCodec | None = None
+        self.labels: list[str] = []
+        self.splits: dict[str, tuple[list[list[int]], list[list[list[int]]], list[list[int]]]] = {}
+        self.gold: dict[str, list[list[str]]] = {}
+        self.paths: dict[str, Path] = {}
+
+    # --- data -------------------------------------------------------------------------------------------
+    def _make_codec(self, words: Vocab, chars: Vocab, crf: CrfScores | None = None) -> NerCodec:
+        d = self.config.data
+        return NerCodec(
+            WordTokenizer(lowercase=False),
+            words,
+            chars,
+            tuple(self.labels),
+            crf=crf,
+            lowercase_words=d.lowercase_words,
+            zero_digits=d.zero_digits,
+            max_tokens=d.max_tokens,
+            max_word_chars=d.max_word_chars,
+        )
+
+    def load_data(self) -> None:
+        d = self.config.data
+        sentences = {}
+        for split, rel in {"train": d.train, "dev": d.dev, "test": d.test}.items():
+            if rel is None:
+                continue
+            self.paths[split] = self.settings.resolve_data_path(rel)
+            sentences[split] = read_conll(self.paths[split])
+        convert = iob1_to_bio if d.scheme == "iob1" else list
+        tagged = {s: [(x.tokens, convert(x.tags)) for x in rows] for s, rows in sentences.items()}
+        if not self.labels:
+            kinds = sorted({tag[2:] for _, tags in tagged["train"] for tag in tags if tag != OUTSIDE})
+            self.labels = [OUTSIDE, *(f"{p}-{k}" for k in kinds for p in ("B", "I"))]
+        if self.codec is None:
+            probe = self._make_codec(Vocab.build([]), Vocab.build([]))
+            words = Vocab.build(
+                [[probe.word_key(w) for w in tokens] for tokens, _ in tagged["train"]],
+                min_freq=d.min_freq,
+                max_size=d.max_vocab,
+            )
+            chars = Vocab.build([list(w) for tokens, _ in tagged["train"] for w in tokens])
+            self.codec = self._make_codec(words, chars)
+        index = {label: i for i, label in enumerate(self.labels)}
+        for split, rows in tagged.items():
+            encoded = [self.codec.encode_tokens(tokens) for tokens, _ in rows]
+            unknown = {t for _, tags in rows for t in tags} - index.keys()
+            if unknown:
+                raise ValueError(f"{self.paths[split]}: tags {sorted(unknown)} not in the training labels")
+            self.splits[split] = (
+                [w for w, _ in encoded],
+                [c for _, c in encoded],
+                [[index[t] for t in tags] for _, tags in rows],
+            )
+            self.gold[split] = [tags for _, tags in rows]
+
+    def data_info(self) -> dict[str, Any]:
+        return {
+            split: {"path": str(self.paths[split]), "rows": len(words), "sha256": _sha256(self.paths[split])}
+            for split, (words, _, _) in self.splits.items()
+        }
+
+    def _tensors(self, split: str, indices: list[int]) -> Batch:
+        words, chars, tags = self.splits[split]
+        feeds = self.codec.collate([words[i] for i in indices], [chars[i] for i in indices])
+        batch = {name: torch.from_numpy(array) for name, array in feeds.items()}
+        width = batch[WORD_IDS].size(1)
+        batch["tags"] = torch.tensor([tags[i] + [0] * (width - len(tags[i])) for i in indices])
+        return batch
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        words = self.splits["train"][0]
+        for indices in bucketed_batches([len(s) for s in words], self.config.trainer.batch_size, generator):
+            yield self._tensors("train", indices)
+
+    def num_train_batches(self) -> int:
+        return -(-len(self.splits["train"][0]) // self.config.trainer.batch_size)
+
+    def eval_splits(self) -> list[str]:
+        return [s for s in ("dev", "test") if s in self.splits]
+
+    # --- model ------------------------------------------------------------------------------------------
+    def model_args(self) -> dict[str, Any]:
+        m = self.config.model
+        return {
+            "labels": list(self.labels),
+            "crf": m.crf,
+            "tagger": {
+                "vocab_size": len(self.codec.words),
+                "num_chars": len(self.codec.chars),
+                "word_dim": m.word_dim,
+                "char_dim": m.char_dim,
+                "char_filters": m.char_filters,
+                "char_kernel": m.char_kernel,
+                "hidden_size": m.hidden_size,
+                "cell": m.cell,
+                "bidirectional": m.bidirectional,
+                "num_layers": m.num_layers,
+                "dropout": m.dropout,
+                "word_dropout": m.word_dropout,
+                "padding_idx": Vocab.pad_id,
+                "unk_idx": Vocab.unk_id,
+            },
+        }
+
+    def build_model(self, model_args: dict[str, Any] | None = None) -> nn.Module:
+        return NerNetwork(**(model_args or self.model_args()))
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        emissions = model(batch[WORD_IDS], batch[CHAR_IDS], batch[LENGTHS])
+        if model.crf is not None:
+            return model.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
+        width = emissions.size(1)
+        mask = torch.arange(width).unsqueeze(0) < batch[LENGTHS].unsqueeze(1)
+        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+
+    def decoding_codec(self, model: nn.Module) -> NerCodec:
+        """The codec with the model's current CRF scores (what the service will decode with)."""
+        return self._make_codec(self.codec.words, self.codec.chars, model.crf_scores())
+
+    def predict_split(self, emissions_of, split: str, batch_size: int = 256) -> list[np.ndarray]:
+        """Per sentence, in file order, its emissions ``[T, K]``; ``emissions_of(feeds) -> [B, T, K]``."""
+        words, chars, _ = self.splits[split]
+        out: list[np.ndarray | None] = [None] * len(words)
+        for indices in sorted_batches([len(w) for w in words], batch_size):
+            feeds = self.codec.collate([words[i] for i in indices], [chars[i] for i in indices])
+            emissions = emissions_of(feeds)
+            for row, i in enumerate(indices):
+                out[i] = emissions[row, : len(words[i])]
+        return out
+
+    def metrics(self, codec: NerCodec, split: str, emissions: list[np.ndarray]) -> dict[str, float]:
+        predicted = [codec.best_tags(e) for e in emissions]
+        gold = self.gold[split]
+        result = {
+            "f1": float(f1_score(gold, predicted)),
+            "precision": float(precision_score(gold, predicted)),
+            "recall": float(recall_score(gold, predicted)),
+        }
+        for kind, row in classification_report(gold, predicted, output_dict=True).items():
+            if kind.endswith(" avg"):
+                continue
+            for name in ("precision", "recall", "f1-score"):
+                result[f"{kind}_{name.removesuffix('-score')}"] = float(row[name])
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        def emissions_of(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            return model(*(torch.from_numpy(feeds[n]) for n in (WORD_IDS, CHAR_IDS, LENGTHS))).numpy()
+
+        bs = self.config.trainer.eval_batch_size
+        return self.metrics(self.decoding_codec(model), split, self.predict_split(emissions_of, split, bs))
+
+    # --- persistence ------------------------------------------------------------------------------------
+    def task_state(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "words": self.codec.words.to_json(),
+            "chars": self.codec.chars.to_json(),
+        }
+
+    def load_task_state(self, state: dict[str, Any]) -> None:
+        self.labels = list(state["labels"])
+        self.codec = self._make_codec(Vocab.from_json(state["words"]), Vocab.from_json(state["chars"]))
+
+    # --- export -----------------------------------------------------------------------------------------
+    def _parity_feeds(self, split: str, limit: int) -> list[dict[str, np.ndarray]]:
+        words, chars, _ = self.splits[split]
+        chosen = list(range(min(limit, len(words))))
+        return [
+            self.codec.collate([words[i] for i in group], [chars[i] for i in group])
+            for group in (chosen[i : i + 32] for i in range(0, len(chosen), 32))
+        ]
+
+    def export_graph(self, model: nn.Module, path: Path) -> None:
+        """Exports the emission network; example sizes differ from each other so no axis is frozen."""
+        lengths = torch.tensor([7, 5, 6, 3, 4])
+        words = torch.full((5, 7), min(len(self.codec.words) - 1, 9), dtype=torch.int64)
+        chars = torch.full((5, 7, 11), min(len(self.codec.chars) - 1, 8), dtype=torch.int64)
+        export_onnx(
+            model.tagger,
+            (words, chars, lengths),
+            path,
+            input_names=[WORD_IDS, CHAR_IDS, LENGTHS],
+            output_names=[EMISSIONS],
+            dynamic_axes={
+                WORD_IDS: {0: "batch", 1: "sequence"},
+                CHAR_IDS: {0: "batch", 1: "sequence", 2: "chars"},
+                LENGTHS: {0: "batch"},
+            },
+        )
+
+    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
+        cfg = self.config.export
+        if cfg.quantize != "never":
+            raise ValueError("NER export ships fp32 only; set export.quantize = 'never'")
+        if not self.splits:
+            self.load_data()
+        model.eval()
+        version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
+        self.codec.words.save(version_dir / "vocab.json")
+        self.codec.chars.save(version_dir / "chars.json")
+        files = {"vocab": "vocab.json", "chars": "chars.json"}
+        crf = model.crf_scores()
+        if crf is not None:
+            (version_dir / "transitions.json").write_text(json.dumps(crf.to_json(self.labels)))
+            files["transitions"] = "transitions.json"
+        self.export_graph(model, version_dir / "model.onnx")
+        session = ort_session(version_dir / "model.onnx")
+
+        @torch.no_grad()
+        def reference(feed: dict[str, np.ndarray]) -> np.ndarray:
+            return model(*(torch.from_numpy(feed[n]) for n in (WORD_IDS, CHAR_IDS, LENGTHS))).numpy()
+
+        parity = check_parity(
+            reference,
+            session,
+            self._parity_feeds("dev", cfg.parity_examples),
+            EMISSIONS,
+            cfg.parity_tolerance,
+        )
+        codec = self.decoding_codec(model)
+
+        def onnx_emissions(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            return session.run([EMISSIONS], feeds)[0]
+
+        metrics = {
+            s: self.metrics(codec, s, self.predict_split(onnx_emissions, s)) for s in self.eval_splits()
+        }
+        inputs, outputs = graph_specs(version_dir / "model.onnx")
+        d = self.config.data
+        manifest = ModelManifest(
+            name=cfg.name,
+            task=self.name,
+            description=cfg.description,
+            default=cfg.default,
+            architecture={
+                "type": "EmissionTagger" + ("+CRF" if crf is not None else ""),
+                **checkpoint["model_args"],
+            },
+            graphs={"model": GraphSpec(file="model.onnx", inputs=inputs, outputs=outputs)},
+            max_batch_size=cfg.max_batch_size,
+            labels=list(self.labels),
+            tokenizer=codec.tokenizer.spec(),
+            files=files,
+            task_options={
+                "lowercase_words": d.lowercase_words,
+                "zero_digits": d.zero_digits,
+                "max_tokens": d.max_tokens,
+                "max_word_chars": d.max_word_chars,
+                "entity_score": "mean token confidence (CRF marginal or softmax probability)",
+            },
+            training=TrainingInfo(
+                data=checkpoint["data"],
+                config=checkpoint["config"],
+                epochs_run=checkpoint["epochs_run"],
+                best_epoch=checkpoint["best_epoch"],
+                train_time_s=round(checkpoint["train_time_s"], 1),
+                seed=checkpoint["seed"],
+                machine=checkpoint["machine"],
+                command=checkpoint["command"],
+            ),
+            metrics={**metrics, "pytorch": {f"{s}_f1": m["f1"] for s, m in checkpoint["metrics"].items()}},
+            parameters=checkpoint["parameters"],
+            size_bytes=(version_dir / "model.onnx").stat().st_size,
+            parity=parity,
+        )
+        manifest.save(models_dir / cfg.name)
+        return models_dir / cfg.name
+
+    # --- reporting (docs/models.md) ---------------------------------------------------------------------
+    @classmethod
+    def report_columns(cls) -> list[str]:
+        return [
+            "model",
+            "architecture",
+            "dev F1",
+            "test F1",
+            "test F1 per type",
+            "parameters",
+            "ONNX size",
+            "emissions latency 1×20 tokens",
+        ]
+
+    @classmethod
+    def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
+        from training.report import format_bytes, measure_latency_ms
+
+        _, version_dir = version_dirs(model_dir)[-1]
+        arch, tagger = manifest.architecture, manifest.architecture.get("tagger", {})
+        cell = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}.get(tagger.get("cell"), str(tagger.get("cell")))
+        layers = int(tagger.get("num_layers", 1))
+        description = (
+            f"char-CNN + {'Bi' if tagger.get('bidirectional') else ''}{cell}, {layers} layer"
+            f"{'s' if layers > 1 else ''}, word {tagger.get('word_dim')}, "
+            f"hidden {tagger.get('hidden_size')}, {'CRF' if arch.get('crf') else 'softmax + BIO repair'}"
+        )
+        rng = np.random.default_rng(0)
+        feed = {
+            WORD_IDS: rng.integers(4, int(tagger.get("vocab_size", 100)), size=(1, 20), dtype=np.int64),
+            CHAR_IDS: rng.integers(4, int(tagger.get("num_chars", 20)), size=(1, 20, 8), dtype=np.int64),
+            LENGTHS: np.array([20], dtype=np.int64),
+        }
+        latency = measure_latency_ms(version_dir / manifest.graphs["model"].file, feed)
+        test = manifest.metrics.get("test", {})
+        kinds = sorted(k.removesuffix("_f1") for k in test if k.endswith("_f1") and k != "f1")
+
+        def percent(split: str) -> str:
+            value = manifest.metrics.get(split, {}).get("f1")
+            return f"{100 * value:.2f}" if value is not None else "—"
+
+        return {
+            "model": f"`{manifest.name}`" + (" (default)" if manifest.default else ""),
+            "architecture": description,
+            "dev F1": percent("dev"),
+            "test F1": percent("test"),
+            "test F1 per type": ", ".join(f"{k} {100 * test[f'{k}_f1']:.1f}" for k in kinds) or "—",
+            "parameters": f"{manifest.parameters:,}",
+            "ONNX size": format_bytes(manifest.size_bytes),
+            "emissions latency 1×20 tokens": f"{latency:.2f} ms",
+        }

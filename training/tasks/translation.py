@@ -1,0 +1,279 @@
+"""Translation (sequence-to-sequence) training plug-in: Multi30k en->fr, SentencePiece, attention RNN.
+
+    python -m training train --config training/configs/translation_gru.toml --export
+
+Subword vocabularies are SentencePiece models trained on the training split (ids equal the project's
+``Vocab`` ids). Decoding in evaluation is the service's own numpy search (``service.translation.search``)
+over the PyTorch step, so reported and served translations come from one implementation. Metrics:
+SacreBLEU and chrF (cased, detokenized); dev ``bleu`` (greedy) selects checkpoints, test is report-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sacrebleu
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from service.manifest import GraphSpec, ModelManifest, TrainingInfo
+from service.tasks.text import Vocab, pad_batch
+from service.tasks.translation import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
+from service.translation.search import SearchParams, beam_search, greedy_search
+from training.batching import bucketed_batches, sorted_batches
+from training.export import graph_specs, prepare_version_dir
+from training.readers import read_parallel
+from training.tasks import register_task
+from training.tasks.base import Batch, TrainingTask
+from training.tasks.translation_config import TranslationConfig
+from training.tasks.translation_export import (
+    ENCODER_FILE,
+    STEP_FILE,
+    check_graph_parity,
+    export_graphs,
+    torch_encode,
+    torch_step,
+)
+from training.tasks.translation_model import Seq2Seq
+
+SIDES = ("source", "target")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
+    """Cased, detokenized SacreBLEU and chrF."""
+    return {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+    }
+
+
+@register_task
+class TranslationTask(TrainingTask):
+    name: ClassVar[str] = "translation"
+    config_class: ClassVar[type[TranslationConfig]] = TranslationConfig
+    selection_metric: ClassVar[str] = "bleu"
+    report_title: ClassVar[str] = "Translation (Multi30k en->fr, attention encoder-decoder)"
+
+    config: TranslationConfig
+
+    def __init__(self, config: TranslationConfig, settings):
+        super().__init__(config, settings)
+        self.codec: TranslationCodec | None = None
+        self.spm_models: dict[str, bytes] = {}
+        self.paths: dict[str, tuple[Path, Path]] = {}
+        self.texts: dict[str, tuple[list[str], list[str]]] = {}
+        self.encoded: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="spm-")
+
+    # --- data -------------------------------------------------------------------------------------------
+    def _split_paths(self) -> dict[str, tuple[Path, Path]]:
+        data = self.config.data
+        splits = {"train": data.train, "dev": data.dev, **({"test": data.test} if data.test else {})}
+        return {s: tuple(self.settings.resolve_data_path(p) for p in pair) for s, pair in splits.items()}
+
+    def load_data(self) -> None:
+        self.paths = self._split_paths()
+        for split, (src, tgt) in self.paths.items():
+            pairs = read_parallel(src, tgt)
+            self.texts[split] = ([p.source for p in pairs], [p.target for p in pairs])
+        if self.codec is None:
+            sizes = (self.config.data.source_vocab_size, self.config.data.target_vocab_size)
+            for side, lines, size in zip(SIDES, self.texts["train"], sizes, strict=True):
+                tokenizer = train_sentencepiece(lines, Path(self._tmp.name) / side, size)
+                self.spm_models[side] = Path(tokenizer.model_file).read_bytes()
+            self._build_codec()
+        max_target = self.config.data.max_target_tokens
+        for split, (sources, targets) in self.texts.items():
+            self.encoded[split] = (
+                [self.codec.encode_source(s) for s in sources],
+                [self.codec.encode_target(t)[: max_target - 1] for t in targets],
+            )
+
+    def _build_codec(self) -> None:
+        tokenizers = []
+        for side in SIDES:
+            path = Path(self._tmp.name) / f"{side}.model"
+            path.write_bytes(self.spm_models[side])
+            tokenizers.append(SentencePieceTokenizer(str(path)))
+        self.codec = TranslationCodec(*tokenizers, max_source_tokens=self.config.data.max_source_tokens)
+
+    def data_info(self) -> dict[str, Any]:
+        return {
+            split: {
+                "path": [str(p) for p in paths],
+                "rows": len(self.texts[split][0]),
+                "sha256": [_sha256(p) for p in paths],
+            }
+            for split, paths in self.paths.items()
+        }
+
+    def num_train_batches(self) -> int:
+        return -(-len(self.encoded["train"][0]) // self.config.trainer.batch_size)
+
+    def _tensors(self, split: str, indices: list[int]) -> Batch:
+        sources, targets = self.encoded[split]
+        feeds = self.codec.collate([sources[i] for i in indices])
+        prev, _ = pad_batch([[Vocab.bos_id, *targets[i]] for i in indices])
+        gold, _ = pad_batch([[*targets[i], Vocab.eos_id] for i in indices])
+        return {
+            "src_ids": torch.from_numpy(feeds["src_ids"]),
+            "src_lengths": torch.from_numpy(feeds["src_lengths"]),
+            "prev_tokens": torch.from_numpy(prev),
+            "gold": torch.from_numpy(gold),
+        }
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        lengths = [len(s) for s in self.encoded["train"][0]]
+        for indices in bucketed_batches(lengths, self.config.trainer.batch_size, generator):
+            yield self._tensors("train", indices)
+
+    # --- model ------------------------------------------------------------------------------------------
+    def model_args(self) -> dict[str, Any]:
+        m = self.config.model
+        return {
+            "source_vocab": self.codec.source.processor.get_piece_size(),
+            "target_vocab": self.codec.target_vocab_size,
+            "embedding_dim": m.embedding_dim,
+            "hidden_size": m.hidden_size,
+            "cell": m.cell,
+            "encoder_layers": m.encoder_layers,
+            "decoder_layers": m.decoder_layers,
+            "dropout": m.dropout,
+        }
+
+    def build_model(self, model_args: dict[str, Any] | None = None) -> nn.Module:
+        return Seq2Seq(**(model_args or self.model_args()))
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float | None = None) -> torch.Tensor:
+        logits = model(batch["src_ids"], batch["src_lengths"], batch["prev_tokens"])
+        smoothing = self.config.model.label_smoothing if label_smoothing is None else label_smoothing
+        return F.cross_entropy(
+            logits.flatten(0, 1),
+            batch["gold"].flatten(),
+            ignore_index=Vocab.pad_id,
+            label_smoothing=smoothing,
+        )
+
+    # --- evaluation -------------------------------------------------------------------------------------
+    def translate(self, model: Seq2Seq, sources: list[str], beam_size: int) -> list[str]:
+        """The service's numpy search over the PyTorch step, batched by source length."""
+        cfg = self.config.decode
+        params = SearchParams(
+            beam_size=beam_size, max_length=cfg.max_length, length_penalty=cfg.length_penalty
+        )
+        search = greedy_search if beam_size == 1 else beam_search
+        encoded = [self.codec.encode_source(s) for s in sources]
+        out: list[str] = [""] * len(sources)
+        step = torch_step(model)
+        for group in sorted_batches([len(e) for e in encoded], cfg.batch_size):
+            state, memory = torch_encode(model, self.codec.collate([encoded[i] for i in group]))
+            for i, hyp in zip(group, search(step, state, memory, [params] * len(group)), strict=True):
+                out[i] = self.codec.decode(hyp.tokens)
+        return out
+
+    @torch.no_grad()
+    def nll(self, model: nn.Module, split: str) -> float:
+        """Mean token negative log-likelihood (no label smoothing) under teacher forcing."""
+        total, tokens = 0.0, 0
+        sources = self.encoded[split][0]
+        for indices in sorted_batches([len(s) for s in sources], self.config.trainer.eval_batch_size):
+            batch = self._tensors(split, indices)
+            count = int((batch["gold"] != Vocab.pad_id).sum())
+            total += float(self.loss(model, batch, label_smoothing=0.0)) * count
+            tokens += count
+        return total / max(tokens, 1)
+
+    def eval_splits(self) -> tuple[str, ...]:
+        return ("dev", "test") if self.config.data.test else ("dev",)
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Dev: loss and greedy BLEU/chrF (on ``decode.dev_sentences``); test: also beam BLEU/chrF."""
+        model.eval()
+        sources, references = self.texts[split]
+        limit = self.config.decode.dev_sentences if split == "dev" else None
+        sources, references = sources[:limit], references[:limit]
+        metrics = {
+            "loss": self.nll(model, split),
+            **corpus_scores(self.translate(model, sources, 1), references),
+        }
+        if split != "dev":
+            beam = corpus_scores(self.translate(model, sources, self.config.decode.beam_size), references)
+            metrics.update({f"beam_{k}": v for k, v in beam.items()})
+        return metrics
+
+    # --- persistence ------------------------------------------------------------------------------------
+    def task_state(self) -> dict[str, Any]:
+        return {
+            "sentencepiece": {
+                side: base64.b64encode(m).decode("ascii") for side, m in self.spm_models.items()
+            }
+        }
+
+    def load_task_state(self, state: dict[str, Any]) -> None:
+        self.spm_models = {side: base64.b64decode(m) for side, m in state["sentencepiece"].items()}
+        self._build_codec()
+
+    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
+        cfg = self.config.export
+        if not self.encoded:
+            self.load_data()  # parity runs on real dev sentences
+        model.eval()
+        version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
+        files = {}
+        for side in SIDES:
+            (version_dir / f"{side}.model").write_bytes(self.spm_models[side])
+            tokenizer = self.codec.source if side == "source" else self.codec.target
+            Vocab(tokenizer.pieces()).save(version_dir / f"{side}_vocab.json")
+            files.update({f"{side}_spm": f"{side}.model", f"{side}_vocab": f"{side}_vocab.json"})
+        encoder, step = export_graphs(model, version_dir)
+        sources = self.encoded["dev"][0][: cfg.parity_examples]
+        batches = [self.codec.collate(sources[i : i + 32]) for i in range(0, len(sources), 32)]
+        parity = check_graph_parity(model, encoder, step, batches, cfg.parity_tolerance)
+        graphs = {}
+        for key, path in (("encoder", encoder), ("step", step)):
+            inputs, outputs = graph_specs(path)
+            graphs[key] = GraphSpec(file=path.name, inputs=inputs, outputs=outputs)
+        manifest = ModelManifest(
+            name=cfg.name,
+            task=self.name,
+            description=cfg.description,
+            default=cfg.default,
+            architecture={
+                "type": "Seq2Seq (bi-RNN encoder, Luong attention decoder)",
+                **checkpoint["model_args"],
+            },
+            graphs=graphs,
+            max_batch_size=cfg.max_batch_size,
+            tokenizer=self.codec.source.spec(),
+            files=files,
+            task_options={
+                "max_source_tokens": self.config.data.max_source_tokens,
+                "state_names": list(model.state_names),
+            },
+            training=TrainingInfo(
+                data=checkpoint["data"],
+                config=checkpoint["config"],
+                epochs_run=checkpoint["epochs_run"],
+                best_epoch=checkpoint["best_epoch"],
+                train_time_s=checkpoint["train_time_s"],
+                seed=checkpoint["seed"],
+                machine=checkpoint.get("machine", ""),
+                command=checkpoint.get("command", ""),
+            ),
+            metrics=checkpoint.get("metrics", {}),
+            parameters=checkpoint["parameters"],
+            size_bytes=sum((version_dir / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)),
+            parity=parity,
+        )
+        manifest.save(models_dir / cfg.name)
+        return models_dir / cfg.name

@@ -1,0 +1,127 @@
+"""Translation export: the encoder graph and the decoder-step graph, and their parity with PyTorch.
+
+Graph contract (read by ``service.plugins.translation``): the encoder takes ``src_ids [B, S]`` and
+``src_lengths [B]`` and gives ``memory [B, S, 2H]``, ``keys [B, S, H]`` and the initial ``hidden`` (and for
+LSTM ``cell``) ``[B, L, H]``; the step takes ``prev_tokens [N]``, the states, ``memory``, ``keys`` and
+``src_lengths`` and gives ``log_probs [N, V]``, ``hidden_out`` (``cell_out``) and ``attention [N, S]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service.manifest import ParityReport
+from service.tasks.translation import SRC_IDS, SRC_LENGTHS
+from service.translation.search import Arrays
+from training.export import export_onnx, ort_session
+from training.tasks.translation_model import EncoderGraph, Seq2Seq, step_graph
+
+ENCODER_FILE, STEP_FILE = "encoder.onnx", "step.onnx"
+
+
+def encoder_outputs(model: Seq2Seq) -> list[str]:
+    return ["memory", "keys", *model.state_names]
+
+
+def step_inputs(model: Seq2Seq) -> list[str]:
+    return ["prev_tokens", *model.state_names, "memory", "keys", SRC_LENGTHS]
+
+
+def step_outputs(model: Seq2Seq) -> list[str]:
+    return ["log_probs", *(f"{name}_out" for name in model.state_names), "attention"]
+
+
+@torch.no_grad()
+def export_graphs(model: Seq2Seq, version_dir: Path) -> tuple[Path, Path]:
+    """Writes ``encoder.onnx`` and ``step.onnx`` with dynamic batch and source-length axes."""
+    model.eval()
+    # example sizes unlike any model constant (layers, sizes), so the exporter keeps the axes dynamic
+    src = torch.randint(4, model.encoder.embedding.num_embeddings, (6, 11))
+    lengths = torch.tensor([11, 4, 2, 9, 1, 6])
+    encoder = export_onnx(
+        EncoderGraph(model),
+        (src, lengths),
+        version_dir / ENCODER_FILE,
+        [SRC_IDS, SRC_LENGTHS],
+        encoder_outputs(model),
+        {SRC_IDS: {0: "batch", 1: "source"}, SRC_LENGTHS: {0: "batch"}},
+    )
+    memory, keys, states = model.encode(src, lengths)
+    prev = torch.tensor([2, 5, 9, 4, 7, 3])
+    batch_axis = {0: "rows"}
+    step = export_onnx(
+        step_graph(model),
+        (prev, *states, memory, keys, lengths),
+        version_dir / STEP_FILE,
+        step_inputs(model),
+        step_outputs(model),
+        {
+            "prev_tokens": batch_axis,
+            **{name: batch_axis for name in model.state_names},
+            "memory": {0: "rows", 1: "source"},
+            "keys": {0: "rows", 1: "source"},
+            SRC_LENGTHS: batch_axis,
+        },
+    )
+    return encoder, step
+
+
+def torch_step(model: Seq2Seq):
+    """The PyTorch model as the numpy search's step function (the reference of the ONNX step graph)."""
+    graph = step_graph(model).eval()
+    names = model.state_names
+
+    @torch.no_grad()
+    def step(tokens: np.ndarray, state: Arrays, memory: Arrays):
+        args = [torch.from_numpy(state[n]) for n in names]
+        args += [torch.from_numpy(memory[k]) for k in ("memory", "keys", SRC_LENGTHS)]
+        log_probs, *new, attention = graph(torch.from_numpy(tokens), *args)
+        return log_probs.numpy(), {n: s.numpy() for n, s in zip(names, new, strict=True)}, attention.numpy()
+
+    return step
+
+
+@torch.no_grad()
+def torch_encode(model: Seq2Seq, feeds: dict[str, np.ndarray]) -> tuple[Arrays, Arrays]:
+    """(state, memory) of a collated batch, as the service's search expects them."""
+    model.eval()
+    memory, keys, states = model.encode(
+        torch.from_numpy(feeds[SRC_IDS]), torch.from_numpy(feeds[SRC_LENGTHS])
+    )
+    state = {n: s.numpy() for n, s in zip(model.state_names, states, strict=True)}
+    return state, {"memory": memory.numpy(), "keys": keys.numpy(), SRC_LENGTHS: feeds[SRC_LENGTHS]}
+
+
+@torch.no_grad()
+def check_graph_parity(
+    model: Seq2Seq, encoder: Path, step: Path, batches: Sequence[dict[str, np.ndarray]], tolerance: float
+) -> ParityReport:
+    """Max abs difference of every encoder output and of three decoder steps' log-probabilities."""
+    model.eval()
+    enc_session, step_session = ort_session(encoder), ort_session(step)
+    reference = torch_step(model)
+    names = encoder_outputs(model)
+    worst, examples = 0.0, 0
+    for feeds in batches:
+        state, memory = torch_encode(model, feeds)
+        expected = [memory["memory"], memory["keys"], *(state[n] for n in model.state_names)]
+        got = enc_session.run(names, feeds)
+        worst = max([worst, *(float(np.abs(a - b).max()) for a, b in zip(expected, got, strict=True))])
+        tokens = np.full(len(feeds[SRC_LENGTHS]), 2, dtype=np.int64)
+        for _ in range(3):
+            log_probs, state_next, attention = reference(tokens, state, memory)
+            outs = step_session.run(step_outputs(model), {"prev_tokens": tokens, **state, **memory})
+            worst = max(
+                worst, float(np.abs(outs[0] - log_probs).max()), float(np.abs(outs[-1] - attention).max())
+            )
+            state, tokens = state_next, log_probs.argmax(axis=1).astype(np.int64)
+        examples += len(tokens)
+    if worst > tolerance:
+        raise AssertionError(f"ONNX Runtime differs from PyTorch by {worst:.3g} > {tolerance:g}")
+    return ParityReport(
+        max_abs_diff=worst, tolerance=tolerance, examples=examples, compared="encoder+log_probs"
+    )
