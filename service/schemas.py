@@ -23,14 +23,13 @@ class ErrorResponse(BaseModel):
     request_id: str | None = None
 
 
-class SentimentRequest(BaseModel):
-    """Exactly one of ``text`` and ``texts``."""
+class TextsRequest(BaseModel):
+    """Exactly one of ``text`` and ``texts``: the body shared by the text-in endpoints.
 
-    model_config = ConfigDict(
-        extra="forbid",
-        protected_namespaces=(),
-        json_schema_extra={"examples": [{"text": "a gripping , beautifully acted film ."}]},
-    )
+    Each endpoint subclasses it to add its own fields, examples and model description.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     text: str | None = Field(
         None, description="one text, at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters (default 5000)"
@@ -41,6 +40,16 @@ class SentimentRequest(BaseModel):
         description="several texts, answered in order: at most RNNSERVE_LIMITS__MAX_TEXTS (default 64),"
         " each at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters",
     )
+    model: str | None = Field(None, description="a model from /models; default: the task's default")
+
+
+class SentimentRequest(TextsRequest):
+    """Exactly one of ``text`` and ``texts``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "a gripping , beautifully acted film ."}]}
+    )
+
     model: str | None = Field(None, description="a sentiment model from /models; default: the task's default")
 
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas import TextsRequest
+
 MAX_BEAM_SIZE, MAX_LENGTH = 8, 512
 
 
-class TranslateRequest(BaseModel):
+class TranslateRequest(TextsRequest):
     """Exactly one of ``text`` and ``texts``; decoding parameters are range-checked (422 naming the field)."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        protected_namespaces=(),
-        json_schema_extra={"examples": [{"text": "A man is riding a bicycle.", "beam_size": 5}]},
+        json_schema_extra={"examples": [{"text": "A man is riding a bicycle.", "beam_size": 5}]}
     )
 
-    text: str | None = Field(None, description="one English text")
-    texts: list[str] | None = Field(None, min_length=1, description="several texts, answered in order")
     model: str | None = Field(None, description="a translation model from /models; default: the default one")
     beam_size: int = Field(5, ge=1, le=MAX_BEAM_SIZE, description="1: greedy decoding")
     max_length: int = Field(100, ge=1, le=MAX_LENGTH, description="target subwords at most (with <eos>)")

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.body import DirectRoute, json_body_openapi, read_json
 from service.errors import InvalidInput, LimitExceeded
-from service.schemas import ERROR_RESPONSES, SentimentRequest, SentimentResponse
+from service.schemas import ERROR_RESPONSES, SentimentRequest, SentimentResponse, TextsRequest
 
 TASK = "sentiment"
 router = APIRouter(tags=[TASK], route_class=DirectRoute)
@@ -25,7 +25,7 @@ _EXAMPLES = {
 }
 
 
-def texts_of(payload: SentimentRequest, max_texts: int, max_chars: int) -> list[str]:
+def texts_of(payload: TextsRequest, max_texts: int, max_chars: int) -> list[str]:
     """The request's texts, after the one-of and limit checks (each error names its field)."""
     if (payload.text is None) == (payload.texts is None):
         raise InvalidInput("give exactly one of 'text' and 'texts'", field="text")

@@ -11,30 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.body import DirectRoute, json_body_openapi, read_json
 from service.api.routes.sentiment import texts_of
-from service.schemas import ERROR_RESPONSES
+from service.schemas import ERROR_RESPONSES, TextsRequest
 
 TASK = "ner"
 router = APIRouter(tags=[TASK], route_class=DirectRoute)
 
 
-class TagRequest(BaseModel):
+class TagRequest(TextsRequest):
     """Exactly one of ``text`` and ``texts`` (raw text: tokenized by the service, offsets kept)."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        protected_namespaces=(),
-        json_schema_extra={"examples": [{"text": "EU rejects German call to boycott British lamb ."}]},
+        json_schema_extra={"examples": [{"text": "EU rejects German call to boycott British lamb ."}]}
     )
 
-    text: str | None = Field(
-        None, description="one text, at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters (default 5000)"
-    )
-    texts: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="several texts, answered in order: at most RNNSERVE_LIMITS__MAX_TEXTS (default 64),"
-        " each at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters",
-    )
     model: str | None = Field(None, description="an NER model from /models; default: the task's default")
 
 
