@@ -7,7 +7,8 @@ Adding a task (NER, translation, ...) takes three pieces, none of which touches 
    result or exception per item) and ``warmup_items()``.
 2. A router (``service/api/routes/<task>.py``) whose handlers call
    ``request.app.state.repository.resolve(task, name)`` and then ``model.infer_many(items)``.
-3. A ``TaskPlugin(task=..., build=..., router=...)`` added to ``service/plugins/__init__.py``.
+3. A ``TaskPlugin(task=..., build=..., router=...)`` added to ``service/plugins/__init__.py``; most tasks
+   build with ``codec_model_builder(ModelClass, Codec.from_manifest)``.
 
 Models whose serving is not "one item in, one result out" (step-level generation) override
 ``start``/``close``/``infer_many`` with their own scheduler and keep the rest.
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import onnxruntime as ort
 from fastapi import APIRouter
@@ -115,6 +116,33 @@ class ServedModel:
 
 
 BuildFn = Callable[[ModelManifest, int, Path, dict[str, ort.InferenceSession], Settings], ServedModel]
+
+
+class CodecFactory(Protocol):
+    def __call__(self, manifest: ModelManifest, version_dir: Path) -> Any: ...
+
+
+def codec_model_builder(model_class: type[ServedModel], codec_factory: CodecFactory) -> BuildFn:
+    """The usual ``build``: ``model_class`` around the sessions, the task's batching settings and a codec
+    read from the manifest and version folder (``codec_factory``, e.g. ``SentimentCodec.from_manifest``)."""
+
+    def build(
+        manifest: ModelManifest,
+        version: int,
+        version_dir: Path,
+        sessions: dict[str, ort.InferenceSession],
+        settings: Settings,
+    ) -> ServedModel:
+        return model_class(
+            manifest=manifest,
+            version=version,
+            version_dir=version_dir,
+            sessions=sessions,
+            batching=settings.batching_for(manifest.task),
+            codec=codec_factory(manifest, version_dir),
+        )
+
+    return build
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from service.api.routes.tag import TASK, router
 from service.batching import split_by_length
-from service.config import Settings
 from service.errors import InferenceError
-from service.manifest import ModelManifest
-from service.serving import ServedModel, TaskPlugin
+from service.serving import ServedModel, TaskPlugin, codec_model_builder
 from service.tasks.ner import EMISSIONS, NerCodec
 
 
@@ -50,21 +46,5 @@ class NerModel(ServedModel):
         return ["Peter Blackburn", "EU rejects German call to boycott British lamb and Welsh beef . " * 4]
 
 
-def build(
-    manifest: ModelManifest,
-    version: int,
-    version_dir: Path,
-    sessions: dict[str, ort.InferenceSession],
-    settings: Settings,
-) -> NerModel:
-    return NerModel(
-        manifest=manifest,
-        version=version,
-        version_dir=version_dir,
-        sessions=sessions,
-        batching=settings.batching_for(TASK),
-        codec=NerCodec.from_manifest(manifest, version_dir),
-    )
-
-
+build = codec_model_builder(NerModel, NerCodec.from_manifest)
 PLUGIN = TaskPlugin(task=TASK, build=build, router=router)

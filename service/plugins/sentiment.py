@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from service.api.routes.sentiment import TASK, router
 from service.batching import split_by_length
-from service.config import Settings
 from service.errors import InferenceError
-from service.manifest import ModelManifest
-from service.serving import ServedModel, TaskPlugin
+from service.serving import ServedModel, TaskPlugin, codec_model_builder
 from service.tasks.sentiment import PROBABILITIES, SentimentCodec
 
 
@@ -40,21 +36,5 @@ class SentimentModel(ServedModel):
         return ["good .", "a rather long warm-up sentence that exercises the recurrent graph " * 4]
 
 
-def build(
-    manifest: ModelManifest,
-    version: int,
-    version_dir: Path,
-    sessions: dict[str, ort.InferenceSession],
-    settings: Settings,
-) -> SentimentModel:
-    return SentimentModel(
-        manifest=manifest,
-        version=version,
-        version_dir=version_dir,
-        sessions=sessions,
-        batching=settings.batching_for(TASK),
-        codec=SentimentCodec.from_manifest(manifest, version_dir),
-    )
-
-
+build = codec_model_builder(SentimentModel, SentimentCodec.from_manifest)
 PLUGIN = TaskPlugin(task=TASK, build=build, router=router)

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from service.api.routes.translate import TASK, router
 from service.batching import split_by_length
-from service.config import Settings
 from service.errors import InferenceError
-from service.manifest import ModelManifest
-from service.serving import ServedModel, TaskPlugin
+from service.serving import ServedModel, TaskPlugin, codec_model_builder
 from service.tasks.translation import SRC_LENGTHS, TranslationCodec
 from service.translation.search import Arrays, Hypothesis, SearchParams, beam_search, greedy_search
 
@@ -30,7 +26,11 @@ MEMORY, KEYS, PREV_TOKENS, LOG_PROBS, ATTENTION = "memory", "keys", "prev_tokens
 @dataclass
 class TranslationModel(ServedModel):
     codec: TranslationCodec = field(kw_only=True)
-    state_names: tuple[str, ...] = field(default=("hidden",), kw_only=True)
+    state_names: tuple[str, ...] | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.state_names is None:  # the exporter records them: ("hidden",) for GRU, plus "cell" for LSTM
+            self.state_names = tuple(self.manifest.task_options.get("state_names", ["hidden"]))
 
     def encode(self, encoded: Sequence[Sequence[int]]) -> tuple[Arrays, Arrays]:
         """Encoder graph: (initial decoder state, memory) for a batch of source ids."""
@@ -80,22 +80,5 @@ class TranslationModel(ServedModel):
         return [("A dog runs.", params), ("A man in a blue shirt is standing on a ladder " * 3, params)]
 
 
-def build(
-    manifest: ModelManifest,
-    version: int,
-    version_dir: Path,
-    sessions: dict[str, ort.InferenceSession],
-    settings: Settings,
-) -> TranslationModel:
-    return TranslationModel(
-        manifest=manifest,
-        version=version,
-        version_dir=version_dir,
-        sessions=sessions,
-        batching=settings.batching_for(TASK),
-        codec=TranslationCodec.from_manifest(manifest, version_dir),
-        state_names=tuple(manifest.task_options.get("state_names", ["hidden"])),
-    )
-
-
+build = codec_model_builder(TranslationModel, TranslationCodec.from_manifest)
 PLUGIN = TaskPlugin(task=TASK, build=build, router=router)
