@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.errors import InvalidInput, LimitExceeded
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["limit_exceeded"])
@@ -41,6 +43,28 @@ class TextsRequest(BaseModel):
         " each at most RNNSERVE_LIMITS__MAX_TEXT_CHARS characters",
     )
     model: str | None = Field(None, description="a model from /models; default: the task's default")
+
+    def checked_texts(self, max_texts: int, max_chars: int) -> list[str]:
+        """The request's texts, after the one-of and limit checks (each error names its field)."""
+        if (self.text is None) == (self.texts is None):
+            raise InvalidInput("give exactly one of 'text' and 'texts'", field="text")
+        if self.text is not None:
+            texts, names = [self.text], ["text"]
+        else:
+            texts = self.texts
+            if len(texts) > max_texts:
+                raise LimitExceeded(
+                    f"texts has {len(texts)} items; the limit is {max_texts}", field="texts", limit=max_texts
+                )
+            names = [f"texts[{i}]" for i in range(len(texts))]
+        for name, text in zip(names, texts, strict=True):
+            if len(text) > max_chars:
+                raise LimitExceeded(
+                    f"{name} has {len(text)} characters; the limit is {max_chars}",
+                    field=name,
+                    limit=max_chars,
+                )
+        return texts
 
 
 class SentimentRequest(TextsRequest):

@@ -6,8 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.body import DirectRoute, json_body_openapi, read_json
-from service.errors import InvalidInput, LimitExceeded
-from service.schemas import ERROR_RESPONSES, SentimentRequest, SentimentResponse, TextsRequest
+from service.schemas import ERROR_RESPONSES, SentimentRequest, SentimentResponse
 
 TASK = "sentiment"
 router = APIRouter(tags=[TASK], route_class=DirectRoute)
@@ -25,27 +24,6 @@ _EXAMPLES = {
 }
 
 
-def texts_of(payload: TextsRequest, max_texts: int, max_chars: int) -> list[str]:
-    """The request's texts, after the one-of and limit checks (each error names its field)."""
-    if (payload.text is None) == (payload.texts is None):
-        raise InvalidInput("give exactly one of 'text' and 'texts'", field="text")
-    if payload.text is not None:
-        texts, names = [payload.text], ["text"]
-    else:
-        texts = payload.texts
-        if len(texts) > max_texts:
-            raise LimitExceeded(
-                f"texts has {len(texts)} items; the limit is {max_texts}", field="texts", limit=max_texts
-            )
-        names = [f"texts[{i}]" for i in range(len(texts))]
-    for name, text in zip(names, texts, strict=True):
-        if len(text) > max_chars:
-            raise LimitExceeded(
-                f"{name} has {len(text)} characters; the limit is {max_chars}", field=name, limit=max_chars
-            )
-    return texts
-
-
 @router.post(
     "/sentiment",
     response_model=SentimentResponse,
@@ -56,7 +34,7 @@ def texts_of(payload: TextsRequest, max_texts: int, max_chars: int) -> list[str]
 async def sentiment(request: Request) -> JSONResponse:
     payload = await read_json(request, SentimentRequest)
     limits = request.app.state.settings.limits
-    texts = texts_of(payload, limits.max_texts, limits.max_text_chars)
+    texts = payload.checked_texts(limits.max_texts, limits.max_text_chars)
     model = request.app.state.repository.resolve(TASK, payload.model)
     results = await model.infer_many(texts)
     return JSONResponse({"model": model.name, "results": results})

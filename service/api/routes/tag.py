@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.body import DirectRoute, json_body_openapi, read_json
-from service.api.routes.sentiment import texts_of
 from service.schemas import ERROR_RESPONSES, TextsRequest
 
 TASK = "ner"
@@ -76,7 +75,7 @@ _EXAMPLES = {
 async def tag(request: Request) -> JSONResponse:
     payload = await read_json(request, TagRequest)
     limits = request.app.state.settings.limits
-    texts = texts_of(payload, limits.max_texts, limits.max_text_chars)
+    texts = payload.checked_texts(limits.max_texts, limits.max_text_chars)
     model = request.app.state.repository.resolve(TASK, payload.model)
     results = await model.infer_many(texts)
     return JSONResponse({"model": model.name, "results": results})

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.body import DirectRoute, json_body_openapi, read_json
-from service.api.routes.sentiment import texts_of
 from service.schemas import ERROR_RESPONSES
 from service.translation.schemas import TranslateRequest, TranslateResponse
 from service.translation.search import SearchParams
@@ -38,7 +37,7 @@ _EXAMPLES = {
 async def translate(request: Request) -> JSONResponse:
     payload = await read_json(request, TranslateRequest)
     limits = request.app.state.settings.limits
-    texts = texts_of(payload, limits.max_texts, limits.max_text_chars)
+    texts = payload.checked_texts(limits.max_texts, limits.max_text_chars)
     model = request.app.state.repository.resolve(TASK, payload.model)
     params = SearchParams(
         beam_size=payload.beam_size,
