@@ -5,6 +5,7 @@ Layout (Triton-style)::
     models/<name>/config.json        this manifest
     models/<name>/<version>/*.onnx   graphs named in ``graphs``
     models/<name>/<version>/*.json   vocabularies and other files named in ``files``
+    models/<name>/<version>/weights.bin   weights shared by several graphs (ONNX external data), in ``files``
 
 Training writes manifests with these classes and the service validates them with the same classes,
 so the two sides can never disagree on the format.
@@ -87,9 +88,15 @@ class ModelManifest(_Strict):
     training: TrainingInfo | None = None
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="split -> metric -> value")
     parameters: int = Field(ge=0)
-    size_bytes: int = Field(ge=0, description="bytes of the version folder's graphs")
+    size_bytes: int = Field(ge=0, description="bytes of the version folder's graphs and their weights files")
     parity: ParityReport | None = None
     quantization: QuantizationReport | None = None
+
+    @property
+    def precision(self) -> str:
+        """``int8`` when the export shipped the quantized graphs, else ``fp32``."""
+        shipped = self.quantization.metrics.get("shipped", {}) if self.quantization else {}
+        return "int8" if shipped.get("graph") == "int8" else "fp32"
 
     def save(self, model_dir: Path) -> Path:
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -137,15 +137,16 @@ class ModelRepository:
         manifest = entry.manifest
         assert manifest is not None and entry.version is not None
         version_dir = self.settings.model_repository / entry.name / str(entry.version)
+        # files first: a graph's external weights are among them, and this error is the plainer one
+        missing = [f for f in manifest.files.values() if not (version_dir / f).is_file()]
+        if missing:
+            raise ModelLoadError(f"files missing from version {entry.version}: {missing}")
         sessions = {
             key: create_session(version_dir / spec.file, spec, self.settings)
             for key, spec in manifest.graphs.items()
         }
         if not sessions:
             raise ModelLoadError("manifest declares no graphs")
-        missing = [f for f in manifest.files.values() if not (version_dir / f).is_file()]
-        if missing:
-            raise ModelLoadError(f"files missing from version {entry.version}: {missing}")
         model = self.plugins[manifest.task].build(
             manifest, entry.version, version_dir, sessions, self.settings
         )

@@ -1,9 +1,10 @@
-"""``python -m training train|evaluate|export|report``.
+"""``python -m training train|evaluate|export|report|share-weights``.
 
     python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--trainer.lr=1e-3]
     python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
     python -m training export --checkpoint runs/sentiment-bilstm/best.pt [--models-dir DIR] [--export.KEY=V]
     python -m training report [--models-dir models] [--output docs/models.md]
+    python -m training share-weights models/generation-lstm [--weights-file weights.bin]
 
 Overrides after the named options use dotted config paths and are validated against the task's schema.
 """
@@ -78,6 +79,19 @@ def load_checkpoint(path: Path, settings: TrainingSettings, export_overrides: li
     return task, model.eval(), checkpoint
 
 
+def share_weights(path: Path, weights_file: str) -> int:
+    """Rewrites a repository model's graphs to share one weights file; 1 (originals kept) if it cannot."""
+    from training.weight_sharing import WeightSharingError, share_model_weights
+
+    try:
+        reports = share_model_weights(path, weights_file)
+    except WeightSharingError as exc:
+        print(f"share-weights: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps([r.summary() for r in reports], indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="write docs/models.md from the model repository")
     p_report.add_argument("--models-dir", type=Path, default=None)
     p_report.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "models.md")
+    p_share = sub.add_parser(
+        "share-weights",
+        help="store a model's weights once in a shared file (checked lossless; updates config.json)",
+    )
+    p_share.add_argument("path", type=Path, help="models/<name> (every version) or models/<name>/<N>")
+    p_share.add_argument("--weights-file", default="weights.bin")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if rest and args.command not in ("train", "export"):
@@ -114,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             from training.report import write_report
 
             print(write_report(args.models_dir or settings.models_dir, args.output))
+        elif args.command == "share-weights":
+            return share_weights(args.path, args.weights_file)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -83,3 +83,19 @@ def test_report_has_a_row_per_model(sentiment_model_repo: Path) -> None:
     row = next(line for line in report.splitlines() if "`sentiment-tiny`" in line)
     assert "(default)" in row and " ms |" in row
     assert "## Sentiment" in report and "Machine:" in report
+
+
+def test_share_weights_rewrites_a_model_and_fails_cleanly_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.training.test_weight_sharing import write_two_graph_model
+
+    model_dir = write_two_graph_model(tmp_path)
+    shipped = ModelManifest.load(model_dir).size_bytes
+    assert main(["share-weights", str(model_dir)]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert (report["tensors"], report["unique_tensors"], report["bytes_before"]) == (4, 2, shipped)
+    manifest = ModelManifest.load(model_dir)
+    assert manifest.files == {"weights": "weights.bin"} and manifest.size_bytes == report["bytes_after"]
+    assert main(["share-weights", str(tmp_path)]) == 1
+    assert "neither a model folder" in capsys.readouterr().err

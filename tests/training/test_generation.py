@@ -81,7 +81,8 @@ def tiny_gru(tmp_path_factory: pytest.TempPathFactory):
 def test_gru_variant_exports_with_rollout_parity(tiny_gru):
     manifest = ModelManifest.load(tiny_gru.root / tiny_gru.name)
     assert manifest.task == "generation" and manifest.architecture["cell"] == "gru"
-    assert set(manifest.graphs) == {"prefill", "step"} and manifest.files == {"vocab": "vocab.json"}
+    assert set(manifest.graphs) == {"prefill", "step"}
+    assert manifest.files == {"vocab": "vocab.json", "weights": "weights.bin"}
     assert manifest.task_options["state_names"] == ["h"]
     assert [t.name for t in manifest.graphs["step"].inputs] == ["input_ids", "h"]
     assert [t.name for t in manifest.graphs["step"].outputs] == ["logits", "h_out"]

@@ -31,6 +31,7 @@ from training.tasks.generation_data import CharCorpus, training_batch
 from training.tasks.generation_export import export_graphs, onnx_losses, rollout_parity
 from training.tasks.generation_model import CharLM
 from training.tasks.generation_train import stream_loss, window_loss
+from training.weight_sharing import WEIGHTS_FILE, WEIGHTS_KEY, share_weights
 
 VOCAB_FILE = "vocab.json"
 
@@ -178,11 +179,12 @@ class GenerationTask(TrainingTask):
         model_dir = models_dir / cfg.name
         version_dir = model_dir / str(cfg.version)
         graphs = export_graphs(model, version_dir)
+        # Both graphs hold the same weights: store them once, before measuring parity on the final files.
+        sharing = share_weights(version_dir, [g.file for g in graphs.values()], WEIGHTS_FILE)
         self.codec.vocab.save(version_dir / VOCAB_FILE)
         parity = rollout_parity(
             model, version_dir, self._parity_prompts(), self.config.lm.parity_steps, cfg.parity_tolerance
         )
-        size = sum((version_dir / g.file).stat().st_size for g in graphs.values())
         metrics = {split: dict(values) for split, values in checkpoint.get("metrics", {}).items()}
         if self._readable_data():
             # The reported figures are measured on the shipped graph (PyTorch's stay as *_pytorch).
@@ -204,7 +206,7 @@ class GenerationTask(TrainingTask):
             graphs=graphs,
             max_batch_size=cfg.max_batch_size,
             tokenizer=CharTokenizer().spec(),
-            files={"vocab": VOCAB_FILE},
+            files={"vocab": VOCAB_FILE, WEIGHTS_KEY: WEIGHTS_FILE},
             task_options={
                 "state_names": list(model.state_names),
                 "num_layers": model.num_layers,
@@ -225,7 +227,7 @@ class GenerationTask(TrainingTask):
             ),
             metrics=metrics,
             parameters=sum(p.numel() for p in model.parameters()),
-            size_bytes=size,
+            size_bytes=sharing.bytes_after,
             parity=parity,
         )
         manifest.save(model_dir)
