@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -54,7 +55,7 @@ def write_conll(path: Path, sentences: int, seed: int) -> Path:
     return path
 
 
-def tiny_task(tmp_path: Path, train: int = 160, **model) -> NerTask:
+def tiny_task(tmp_path: Path, train: int = 160, quantize: str = "never", **model) -> NerTask:
     data = tmp_path / "data" / "ner"
     write_conll(data / "train.txt", train, 1)
     write_conll(data / "valid.txt", 30, 2)
@@ -64,7 +65,7 @@ def tiny_task(tmp_path: Path, train: int = 160, **model) -> NerTask:
         name="ner-tiny",
         model=NerModelConfig(**(sizes | model)),
         trainer=TrainerConfig(epochs=4, batch_size=16, lr=2e-2, patience=4, progress=False, warmup_ratio=0.0),
-        export=ExportConfig(name="ner-tiny", quantize="never", parity_examples=30),
+        export=ExportConfig(name="ner-tiny", quantize=quantize, quantize_tolerance=10.0, parity_examples=30),
     )
     settings = TrainingSettings(
         data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
@@ -174,10 +175,33 @@ def test_training_learns_and_export_matches_pytorch(tmp_path: Path, model) -> No
     )
 
 
+def test_int8_export_records_both_precisions_and_ships_int8(tmp_path: Path) -> None:
+    task = tiny_task(tmp_path, quantize="always")
+    checkpoint = Trainer.for_task(task, task.settings.runs_dir / "ner-tiny").fit()
+    net = task.build_model(checkpoint["model_args"])
+    net.load_state_dict(checkpoint["state_dict"])
+    model_dir = task.export(net.eval(), task.settings.models_dir, checkpoint)
+
+    manifest = ModelManifest.load(model_dir)
+    (_, version_dir), *_ = version_dirs(model_dir)
+    report = manifest.quantization
+    assert report is not None and report.metrics["shipped"]["graph"] == "int8"
+    assert {"dev_f1", "test_f1"} <= report.metrics["fp32"].keys() == report.metrics["int8"].keys()
+    assert manifest.metrics["dev"]["f1"] == report.metrics["int8"]["dev_f1"]
+    assert 0 < report.max_abs_diff <= 10.0  # int8 weights change the scores, a little
+    model_file = version_dir / "model.onnx"
+    assert manifest.size_bytes == model_file.stat().st_size < report.fp32_size_bytes
+    graph = onnx.load(str(model_file))
+    assert any(
+        node.op_type in ("DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear")
+        for node in graph.graph.node
+    )
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     config = build_config(NerConfig, load_config_data(path))
-    assert config.export.name == config.name and config.export.quantize == "never"
+    assert config.export.name == config.name
     assert config.data.dev == "ner/valid.txt"  # selection on dev; test only reported
 
 

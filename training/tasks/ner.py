@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +38,7 @@ from service.tasks.text import Vocab, WordTokenizer
 from training.batching import bucketed_batches, sorted_batches
 from training.config import ExperimentConfig, Section
 from training.export import check_parity, export_onnx, graph_specs, ort_session, prepare_version_dir
+from training.quantization import Graphs, Metrics, choose_precision
 from training.readers import read_conll
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
@@ -307,8 +310,6 @@ class NerTask(TrainingTask):
 
     def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
         cfg = self.config.export
-        if cfg.quantize != "never":
-            raise ValueError("NER export ships fp32 only; set export.quantize = 'never'")
         if not self.splits:
             self.load_data()
         model.eval()
@@ -320,28 +321,36 @@ class NerTask(TrainingTask):
         if crf is not None:
             (version_dir / "transitions.json").write_text(json.dumps(crf.to_json(self.labels)))
             files["transitions"] = "transitions.json"
-        self.export_graph(model, version_dir / "model.onnx")
-        session = ort_session(version_dir / "model.onnx")
+        parity_feeds = self._parity_feeds("dev", cfg.parity_examples)
+        codec = self.decoding_codec(model)
 
         @torch.no_grad()
         def reference(feed: dict[str, np.ndarray]) -> np.ndarray:
             return model(*(torch.from_numpy(feed[n]) for n in (WORD_IDS, CHAR_IDS, LENGTHS))).numpy()
 
-        parity = check_parity(
-            reference,
-            session,
-            self._parity_feeds("dev", cfg.parity_examples),
-            EMISSIONS,
-            cfg.parity_tolerance,
-        )
-        codec = self.decoding_codec(model)
+        def evaluate(graphs: Graphs) -> Metrics:
+            session = ort_session(graphs["model"])
 
-        def onnx_emissions(feeds: dict[str, np.ndarray]) -> np.ndarray:
-            return session.run([EMISSIONS], feeds)[0]
+            def onnx_emissions(feeds: dict[str, np.ndarray]) -> np.ndarray:
+                return session.run([EMISSIONS], feeds)[0]
 
-        metrics = {
-            s: self.metrics(codec, s, self.predict_split(onnx_emissions, s)) for s in self.eval_splits()
-        }
+            return {
+                s: self.metrics(codec, s, self.predict_split(onnx_emissions, s)) for s in self.eval_splits()
+            }
+
+        def outputs(graphs: Graphs) -> list[np.ndarray]:
+            session = ort_session(graphs["model"])
+            return [session.run([EMISSIONS], feed)[0] for feed in parity_feeds]
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "model.onnx"
+            self.export_graph(model, fp32)
+            parity = check_parity(reference, ort_session(fp32), parity_feeds, EMISSIONS, cfg.parity_tolerance)
+            choice = choose_precision(
+                {"model": fp32}, cfg, evaluate, "f1", outputs, compared="emission score"
+            )
+            shutil.copyfile(choice.graphs["model"], version_dir / "model.onnx")
+        metrics, quantization = choice.metrics, choice.report
         inputs, outputs = graph_specs(version_dir / "model.onnx")
         d = self.config.data
         manifest = ModelManifest(
@@ -379,6 +388,7 @@ class NerTask(TrainingTask):
             parameters=checkpoint["parameters"],
             size_bytes=(version_dir / "model.onnx").stat().st_size,
             parity=parity,
+            quantization=quantization,
         )
         manifest.save(models_dir / cfg.name)
         return models_dir / cfg.name
@@ -408,7 +418,8 @@ class NerTask(TrainingTask):
         description = (
             f"char-CNN + {'Bi' if tagger.get('bidirectional') else ''}{cell}, {layers} layer"
             f"{'s' if layers > 1 else ''}, word {tagger.get('word_dim')}, "
-            f"hidden {tagger.get('hidden_size')}, {'CRF' if arch.get('crf') else 'softmax + BIO repair'}"
+            f"hidden {tagger.get('hidden_size')}, {'CRF' if arch.get('crf') else 'softmax + BIO repair'}, "
+            f"{manifest.precision}"
         )
         rng = np.random.default_rng(0)
         feed = {

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from service.manifest import GraphSpec, ModelManifest, QuantizationReport, TrainingInfo
+from service.manifest import GraphSpec, ModelManifest, TrainingInfo
 from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES, SentimentCodec
 from service.tasks.text import Vocab, build_tokenizer
 from training.batching import bucketed_batches, sorted_batches
@@ -32,10 +32,10 @@ from training.export import (
     graph_specs,
     ort_session,
     prepare_version_dir,
-    quantize_int8,
 )
 from training.models import SequenceClassifier
 from training.models.classifier import ProbabilityModel
+from training.quantization import Graphs, Metrics, choose_precision
 from training.readers import read_labelled_text
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
@@ -298,43 +298,18 @@ class SentimentTask(TrainingTask):
             parity = check_parity(
                 reference, fp32_session, parity_batches, PROBABILITIES, cfg.parity_tolerance
             )
-            fp32_metrics = self._ort_metrics(fp32_session)
-            shipped, metrics, quantization = fp32, fp32_metrics, None
-            if cfg.quantize != "never":
-                int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx")
-                int8_session = ort_session(int8)
-                diff = max(
-                    float(np.abs(a - b).max())
-                    for a, b in zip(
-                        (fp32_session.run([PROBABILITIES], f)[0] for f in parity_batches),
-                        (int8_session.run([PROBABILITIES], f)[0] for f in parity_batches),
-                        strict=True,
-                    )
-                )
-                int8_metrics = self._ort_metrics(int8_session)
-                drop = fp32_metrics["dev"]["accuracy"] - int8_metrics["dev"]["accuracy"]
-                ship_int8 = cfg.quantize == "always" or (
-                    drop <= cfg.quantize_max_drop and diff <= cfg.quantize_tolerance
-                )
-                if cfg.quantize == "always" and diff > cfg.quantize_tolerance:
-                    raise AssertionError(f"int8 differs from fp32 by {diff:.3g} > {cfg.quantize_tolerance:g}")
-                quantization = QuantizationReport(
-                    method="onnxruntime quantize_dynamic, int8 weights (MatMul, LSTM, embedding Gather)",
-                    max_abs_diff=diff,
-                    tolerance=cfg.quantize_tolerance,
-                    metrics={
-                        "fp32": {f"{s}_accuracy": m["accuracy"] for s, m in fp32_metrics.items()},
-                        "int8": {f"{s}_accuracy": m["accuracy"] for s, m in int8_metrics.items()},
-                        "shipped": {
-                            "graph": "int8" if ship_int8 else "fp32",
-                            "rule": f"quantize={cfg.quantize}: int8 if dev accuracy drops <= "
-                            f"{cfg.quantize_max_drop} and max abs prob diff <= {cfg.quantize_tolerance}",
-                        },
-                    },
-                    fp32_size_bytes=fp32.stat().st_size,
-                )
-                if ship_int8:
-                    shipped, metrics = int8, int8_metrics
+
+            def evaluate(graphs: Graphs) -> Metrics:
+                return self._ort_metrics(ort_session(graphs["model"]))
+
+            def outputs(graphs: Graphs) -> list[np.ndarray]:
+                session = ort_session(graphs["model"])
+                return [session.run([PROBABILITIES], feed)[0] for feed in parity_batches]
+
+            choice = choose_precision(
+                {"model": fp32}, cfg, evaluate, "accuracy", outputs, compared="probability"
+            )
+            shipped, metrics, quantization = choice.graphs["model"], choice.metrics, choice.report
             shutil.copyfile(shipped, version_dir / "model.onnx")
         inputs, outputs = graph_specs(version_dir / "model.onnx")
         manifest = ModelManifest(
@@ -393,9 +368,6 @@ class SentimentTask(TrainingTask):
         _, version_dir = version_dirs(model_dir)[-1]
         arch = manifest.architecture
         enc = arch.get("encoder", {})
-        quantized = manifest.quantization is not None and (
-            manifest.quantization.metrics.get("shipped", {}).get("graph") == "int8"
-        )
         cell = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}.get(enc.get("cell"), str(enc.get("cell")))
         members = int(arch.get("members", 1))
         layers = int(enc.get("num_layers", 1))
@@ -403,7 +375,7 @@ class SentimentTask(TrainingTask):
             f"{f'{members}× ' if members > 1 else ''}{'Bi' if enc.get('bidirectional') else ''}{cell}"
             f"{' ensemble' if members > 1 else ''}, {layers} layer{'s' if layers > 1 else ''}, "
             f"emb {enc.get('embedding_dim')}, hidden {enc.get('hidden_size')}, "
-            f"{arch.get('pooling')} pooling, {'int8' if quantized else 'fp32'}"
+            f"{arch.get('pooling')} pooling, {manifest.precision}"
         )
         rng = np.random.default_rng(0)
         vocab_size = int(enc.get("vocab_size", 100))
