@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
     access_log: bool = True
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry instrumentation (needs an OTel SDK set up in the "
+        "process); off, the service reports through /metrics only and skips per-request provider lookups",
+    )
     shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful-shutdown bound for in-flight work")
 
     def batching_for(self, task: str) -> BatchingConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         version=__version__,
         description="Serving RNN models exported to ONNX, with dynamic batching. See docs/service.md.",
         lifespan=lifespan,
+        **_telemetry_options(settings.opentelemetry),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -82,3 +84,11 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         if plugin.router is not None:
             app.include_router(plugin.router)
     return app
+
+
+def _telemetry_options(enabled: bool) -> dict[str, object]:
+    """FastAPI >= 0.165 instruments every request with OpenTelemetry when a provider is configured, and
+    looks the providers up per request to find out; ``telemetry`` switches that off at the source."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": enabled, "metrics": enabled, "logs": enabled}}

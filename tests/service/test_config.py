@@ -40,3 +40,15 @@ def test_provider_selection():
     assert select_providers("cuda", [CUDA, CPU]) == [CUDA, CPU]
     with pytest.raises(ModelLoadError, match="device=cuda"):
         select_providers("cuda", [CPU])
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_opentelemetry_setting_reaches_fastapi(tmp_path, enabled: bool) -> None:
+    from service.main import create_app
+
+    app = create_app(Settings(model_repository=tmp_path, opentelemetry=enabled), plugins=[])
+    if not hasattr(app, "_telemetry"):
+        pytest.skip("this FastAPI has no native telemetry")
+    assert {k: app._telemetry[k] for k in ("tracing", "metrics", "logs")} == dict.fromkeys(
+        ("tracing", "metrics", "logs"), enabled
+    )
