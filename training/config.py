@@ -74,7 +74,11 @@ class ConfigError(ValueError):
 
 
 def _parse_value(raw: str) -> Any:
+    """JSON for lists, objects and ``null`` (unset an optional key); any other text stays a string, which
+    pydantic converts to the field's type."""
     stripped = raw.strip()
+    if stripped == "null":
+        return None
     if stripped[:1] in "[{":
         try:
             return json.loads(stripped)

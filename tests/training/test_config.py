@@ -35,6 +35,14 @@ def test_overrides_are_typed() -> None:
     assert config.data.label_names == ["n", "p"]
 
 
+def test_null_unsets_an_optional_key() -> None:
+    data = minimal() | {"data": {"test": "sentiment/test.tsv", "max_vocab": 500}}
+    config = build_config(SentimentConfig, data, ["--data.test=null", "--data.max_vocab=null"])
+    assert config.data.test is None and config.data.max_vocab is None
+    with pytest.raises(ConfigError):  # a required value cannot be unset
+        build_config(SentimentConfig, minimal(), ["--trainer.lr=null"])
+
+
 @pytest.mark.parametrize(
     "override",
     ["--trainer.learning_rate=1e-3", "--nonsense=1", "--model.cell.size=3", "--data.train.x=1"],
