@@ -1,12 +1,13 @@
 """``python -m training train|evaluate|export|report|share-weights``.
 
-    python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--trainer.lr=1e-3]
+    python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--resume] [--seed=3]
     python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
     python -m training export --checkpoint runs/sentiment-bilstm/best.pt [--models-dir DIR] [--export.KEY=V]
     python -m training report [--models-dir models] [--output docs/models.md]
     python -m training share-weights models/generation-lstm [--weights-file weights.bin]
 
 Overrides after the named options use dotted config paths and are validated against the task's schema.
+``--resume`` continues an interrupted run from ``runs/<name>/checkpoint.pt`` (see ``Trainer.fit``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def load_experiment(config_path: Path, overrides: list[str]):
 
 
 def train(
-    config_path: Path, overrides: list[str], settings: TrainingSettings, export: bool
+    config_path: Path, overrides: list[str], settings: TrainingSettings, export: bool, resume: bool = False
 ) -> dict[str, Any]:
     from training.trainer import Trainer
 
@@ -45,7 +46,7 @@ def train(
     trainer = Trainer.for_task(task, settings.runs_dir / config.name)
     model = trainer.model
     log.info("%s: %d parameters", config.name, sum(p.numel() for p in model.parameters()))
-    checkpoint = trainer.fit()
+    checkpoint = trainer.fit(resume=resume)
     log.info(
         "best dev %s %.4f at epoch %d; final %s",
         task.selection_metric,
@@ -100,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train one experiment config")
     p_train.add_argument("--config", type=Path, required=True)
     p_train.add_argument("--export", action="store_true", help="export the best checkpoint afterwards")
+    p_train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from runs/<name>/checkpoint.pt (same config; afresh without one)",
+    )
     p_eval = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
     p_eval.add_argument("--checkpoint", type=Path, required=True)
     p_eval.add_argument("--split", default="dev")
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_training_settings()
     try:
         if args.command == "train":
-            train(args.config, rest, settings, args.export)
+            train(args.config, rest, settings, args.export, args.resume)
         elif args.command == "evaluate":
             task, model, _ = load_checkpoint(args.checkpoint, settings)
             task.load_data()

@@ -35,6 +35,9 @@ class TrainerConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["constant", "linear", "cosine"] = "linear"
     warmup_ratio: float = Field(0.05, ge=0, le=1, description="share of all steps spent warming up")
+    min_lr_ratio: float = Field(
+        0.0, ge=0, le=1, description="floor of the linear/cosine decay, as a share of lr (0: decay to zero)"
+    )
     clip_norm: float = Field(1.0, gt=0, description="gradient-norm clipping threshold (BPTT)")
     patience: int = Field(3, ge=1, description="epochs without dev improvement before stopping")
     threads: int = Field(1, ge=1, description="torch intra-op threads")

@@ -1,13 +1,15 @@
 """The generic training loop every task plug-in shares.
 
-Backpropagation through time with AdamW and a warmup + linear/cosine schedule; the total gradient norm is
-measured every step *before* clipping to ``trainer.clip_norm`` and logged per epoch (mean, max, share of
-clipped steps), so exploding gradients (norms far above the threshold) and vanishing ones (norms near zero)
-are visible in ``metrics.json`` and the plot. Early stopping on the task's dev selection metric; the best
-epoch's weights are kept in a self-describing checkpoint (task, config, model_args, task_state, metric).
+Backpropagation through time with AdamW and a warmup + linear/cosine schedule (optionally decaying to a floor,
+``trainer.min_lr_ratio``); the total gradient norm is measured every step *before* clipping to
+``trainer.clip_norm`` and logged per epoch (mean, max, share of clipped steps), so exploding gradients (norms
+far above the threshold) and vanishing ones (norms near zero) are visible in ``metrics.json`` and the plot.
+Early stopping on the task's dev selection metric; the best epoch's weights are kept in a self-describing
+checkpoint (task, config, model_args, task_state, metric).
 
 Per run, in ``runs/<name>/``: ``best.pt``, ``metrics.json`` and ``training.png`` (train loss, dev metric and
-gradient norm per epoch).
+gradient norm per epoch); while a run is in progress also ``checkpoint.pt``, from which an interrupted run
+continues exactly (``fit(resume=True)``, ``python -m training train --config X --resume``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +30,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.config import ExperimentConfig
+from training.config import ConfigError, ExperimentConfig
 from training.machine import machine_description
 from training.tasks.base import TrainingTask
 
 log = logging.getLogger(__name__)
+
+BEST_FILE = "best.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+#: config entries that do not change what a run computes: a checkpoint resumes across changes to them
+RESUME_INDIFFERENT: tuple[tuple[str, ...], ...] = (
+    ("trainer", "progress"),
+    ("trainer", "threads"),
+    ("export",),
+)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -40,7 +53,9 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+    """LR factor per step: linear warmup, then constant or a linear/cosine decay from 1 to ``min_ratio``."""
+
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -48,10 +63,73 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
             return 1.0
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         if schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+            return min_ratio + (1.0 - min_ratio) * max(0.0, 1.0 - progress)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands after its last completed epoch (saved in ``checkpoint.pt``)."""
+
+    epoch: int = 0
+    best: float | None = None
+    best_epoch: int = 0
+    stale: int = 0
+    train_time_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename: an interruption never leaves a truncated file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _without(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))
+    for path in paths:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return data
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, as ``key: old -> new``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            line
+            for key in sorted(old.keys() | new.keys())
+            for line in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _data_identity(info: Any) -> Any:
+    """``data_info`` without file locations: the same data read from another folder still resumes."""
+    if isinstance(info, dict):
+        return {k: _data_identity(v) for k, v in info.items() if k not in ("path", "source")}
+    return info
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    return {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
 
 
 class Trainer:
@@ -68,13 +146,84 @@ class Trainer:
         seed_everything(task.config.seed)
         return cls(task, task.build_model(), task.config, run_dir)
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_FILE
+
     def _better(self, value: float, best: float | None) -> bool:
         if best is None:
             return True
         return value > best if self.task.selection_mode == "max" else value < best
 
-    def fit(self) -> dict[str, Any]:
-        """Trains, keeps the best dev epoch, writes checkpoint/metrics/plot; returns the checkpoint dict."""
+    def _save_checkpoint(
+        self,
+        progress: RunProgress,
+        best_state: dict[str, torch.Tensor] | None,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        generator: torch.Generator,
+        data: dict[str, Any],
+    ) -> None:
+        _atomic_save(
+            {
+                "task": self.task.name,
+                "config": self.config.model_dump(mode="json"),
+                "data": data,
+                "progress": asdict(progress),
+                "model": self.model.state_dict(),
+                "best_state": best_state,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_states(generator),
+            },
+            self.checkpoint_path,
+        )
+
+    def _load_checkpoint(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        generator: torch.Generator,
+        data: dict[str, Any],
+    ) -> tuple[RunProgress, dict[str, torch.Tensor] | None]:
+        """Restores model, optimizer, schedule and RNG states; refuses a checkpoint of another experiment."""
+        saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if not isinstance(saved, dict) or not {"config", "data", "progress", "rng"} <= saved.keys():
+            raise ConfigError(
+                f"{self.checkpoint_path} is not a resumable checkpoint of this trainer (an older loop's?); "
+                "train without --resume to start afresh (overwriting it)."
+            )
+        changed = _differences(
+            _without(saved["config"], RESUME_INDIFFERENT),
+            _without(self.config.model_dump(mode="json"), RESUME_INDIFFERENT),
+        )
+        data_changed = _differences(_data_identity(saved["data"]), _data_identity(data))
+        changed += [f"data {line}" for line in data_changed]
+        if changed:
+            raise ConfigError(
+                f"cannot resume from {self.checkpoint_path}: it was written for a different experiment "
+                f"({'; '.join(changed)}). Resume with the config and data it was written with, or train "
+                "without --resume to start afresh (overwriting it)."
+            )
+        self.model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_states(saved["rng"], generator)
+        return RunProgress(**saved["progress"]), saved["best_state"]
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Trains, keeps the best dev epoch, writes ``best.pt``/metrics/plot; returns the ``best.pt`` dict.
+
+        After every epoch ``runs/<name>/checkpoint.pt`` is replaced (atomically) by the run's whole state:
+        model, optimizer and LR-schedule state, the batch-order generator and the global torch/numpy/python
+        RNG states, history, best metric/weights/epoch, epochs without improvement and train time so far.
+        ``resume=True`` continues from it exactly where the last completed epoch ended (the interrupted epoch
+        is redone; with the same ``trainer.threads`` the result is bit-identical to an uninterrupted run). It
+        refuses (:class:`ConfigError`) a checkpoint whose config or data differ, apart from
+        :data:`RESUME_INDIFFERENT` entries; without a checkpoint it starts afresh. ``resume=False`` always
+        starts afresh, overwriting an existing checkpoint. A completed run deletes ``checkpoint.pt``, so a
+        rerun never silently resumes a finished one.
+        """
         torch.set_num_threads(self.cfg.threads)
         generator = seed_everything(self.config.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -86,13 +235,34 @@ class Trainer:
             self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=self.cfg.betas
         )
         warmup = int(self.cfg.warmup_ratio * total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg.schedule, warmup, total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(self.cfg.schedule, warmup, total, self.cfg.min_lr_ratio)
+        )
         metric = self.task.selection_metric
-        best: float | None = None
-        best_state: dict[str, torch.Tensor] | None = None
-        best_epoch, stale = 0, 0
-        started = time.perf_counter()
-        for epoch in range(1, self.cfg.epochs + 1):
+        data = self.task.data_info()
+        progress, best_state = RunProgress(), None
+        if resume and self.checkpoint_path.exists():
+            progress, best_state = self._load_checkpoint(optimizer, scheduler, generator, data)
+            log.info(
+                "resumed from %s after epoch %d/%d (best dev %s %s at epoch %d)",
+                self.checkpoint_path,
+                progress.epoch,
+                self.cfg.epochs,
+                metric,
+                "-" if progress.best is None else f"{progress.best:.4f}",
+                progress.best_epoch,
+            )
+        elif resume:
+            log.info("no %s to resume from: starting afresh", self.checkpoint_path)
+        elif self.checkpoint_path.exists():
+            log.warning(
+                "%s exists (an interrupted run): starting afresh and overwriting it; --resume continues it",
+                self.checkpoint_path,
+            )
+        self.history = progress.history
+        while progress.epoch < self.cfg.epochs and progress.stale < self.cfg.patience:
+            progress.epoch += 1
+            epoch = progress.epoch
             epoch_start = time.perf_counter()
             self.model.train()
             losses, norms = [], []
@@ -132,12 +302,12 @@ class Trainer:
                 "epoch_time_s": time.perf_counter() - epoch_start,
             }
             self.history.append(record)
-            improved = self._better(dev[metric], best)
+            improved = self._better(dev[metric], progress.best)
             if improved:
-                best, best_epoch, stale = dev[metric], epoch, 0
+                progress.best, progress.best_epoch, progress.stale = dev[metric], epoch, 0
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:
-                stale += 1
+                progress.stale += 1
             log.info(
                 "epoch %d: train_loss %.4f grad_norm mean %.3f max %.3f (clipped %.0f%%) dev %s=%.4f%s",
                 epoch,
@@ -149,10 +319,10 @@ class Trainer:
                 dev[metric],
                 " *" if improved else "",
             )
-            if stale >= self.cfg.patience:
-                log.info("early stop: no dev improvement in %d epochs", stale)
-                break
-        train_time = time.perf_counter() - started
+            progress.train_time_s += time.perf_counter() - epoch_start
+            self._save_checkpoint(progress, best_state, optimizer, scheduler, generator, data)
+            if progress.stale >= self.cfg.patience:
+                log.info("early stop: no dev improvement in %d epochs", progress.stale)
         assert best_state is not None
         self.model.load_state_dict(best_state)
         self.model.eval()
@@ -164,22 +334,23 @@ class Trainer:
             "task_state": self.task.task_state(),
             "state_dict": best_state,
             "selection_metric": metric,
-            "best_metric": best,
-            "best_epoch": best_epoch,
+            "best_metric": progress.best,
+            "best_epoch": progress.best_epoch,
             "epochs_run": len(self.history),
-            "train_time_s": train_time,
+            "train_time_s": progress.train_time_s,
             "history": self.history,
             "metrics": final,
-            "data": self.task.data_info(),
+            "data": data,
             "seed": self.config.seed,
             "machine": machine_description(),
             "command": " ".join(["python -m training", *sys.argv[1:]]),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
-        torch.save(checkpoint, self.run_dir / "best.pt")
+        _atomic_save(checkpoint, self.run_dir / BEST_FILE)
         summary = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "task_state")}
         (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         plot_history(self.history, metric, self.run_dir / "training.png", title=self.config.name)
+        self.checkpoint_path.unlink(missing_ok=True)
         return checkpoint
 
 

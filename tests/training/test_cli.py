@@ -1,8 +1,9 @@
-"""``python -m training``: train+export from a TOML file, evaluate a checkpoint, report, config errors."""
+"""``python -m training``: train (+export, resume) from a TOML file, evaluate a checkpoint, report, errors."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,39 @@ def test_train_export_evaluate(workspace: Path, capsys: pytest.CaptureFixture[st
     assert again.default and not manifest.default
     assert again.metrics["dev"] == manifest.metrics["dev"]
     assert main(["export", "--checkpoint", checkpoint, "--model.cell=rnn"]) == 2
+
+
+def test_train_resumes_an_interrupted_run(
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from training.tasks.sentiment import SentimentTask
+
+    config = str(workspace / "cli.toml")
+    evaluate, evaluated = SentimentTask.evaluate, []
+
+    def interrupted_in_epoch_2(self, model, split):
+        evaluated.append(split)
+        if len(evaluated) == 2:
+            raise KeyboardInterrupt
+        return evaluate(self, model, split)
+
+    monkeypatch.setattr(SentimentTask, "evaluate", interrupted_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "--config", config])
+    monkeypatch.setattr(SentimentTask, "evaluate", evaluate)
+    run_dir = workspace / "runs" / "cli-tiny"
+    assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "best.pt").exists()
+    assert main(["train", "--config", config, "--resume", "--trainer.lr=0.5"]) == 2
+    assert "cannot resume" in capsys.readouterr().err and (run_dir / "checkpoint.pt").exists()
+    with caplog.at_level(logging.INFO, logger="training"):
+        assert main(["train", "--config", config, "--resume"]) == 0
+    assert "after epoch 1/2" in caplog.text
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert not (run_dir / "checkpoint.pt").exists()
 
 
 def test_unknown_override_fails_before_training(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,8 +1,7 @@
-"""Generation training: data split, padding-invariant prefill graph, export parity (GRU), resumable loop."""
+"""Generation training: data split, padding-invariant prefill graph, export parity (GRU), resuming."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from training.tasks.generation import GenerationTask
 from training.tasks.generation_config import GenerationConfig
 from training.tasks.generation_data import CharCorpus, stream_segments, training_batch
 from training.tasks.generation_model import CharLM, PrefillGraph, StepGraph
-from training.tasks.generation_train import train
+from training.trainer import CHECKPOINT_FILE, Trainer
 
 CONFIGS = sorted((REPO_ROOT / "training" / "configs").glob("generation_*.toml"))
 
@@ -122,16 +121,36 @@ def test_task_plugin_batches_and_evaluates(tmp_path):
         task.evaluate(model, "test")
 
 
-def test_the_language_model_loop_resumes_from_its_checkpoint(tmp_path):
+def test_language_model_training_resumes_exactly_after_an_interruption(tmp_path):
+    """The windows come from a numpy generator seeded by the trainer's torch generator once per epoch, and
+    dropout from the global torch RNG: both continue after a resume as if nothing had happened."""
     from tests.service.generation.tiny_model import TEXT, generation_config
+    from tests.training.test_trainer import Interrupted, count_steps, without_timings
 
-    corpus = CharCorpus.from_text(TEXT, 0.1)
-    config = generation_config(tmp_path / "unused.txt", epochs=2)
-    config.trainer.max_steps_per_epoch = 3
-    one = config.model_copy(update={"trainer": config.trainer.model_copy(update={"epochs": 1})})
-    first = train(one, corpus, tmp_path / "run", log=lambda _: None)
-    assert first.epochs_run == 1
-    second = train(config, corpus, tmp_path / "run", log=lambda _: None)
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert second.epochs_run == 2 and [h["epoch"] for h in history["history"]] == [1, 2]
-    assert second.metrics["val_loss"] == pytest.approx(min(h["val_loss"] for h in history["history"]))
+    data = tmp_path / "tiny.txt"
+    data.write_text(TEXT)
+    settings = TrainingSettings(data_dir=tmp_path, runs_dir=tmp_path / "runs")
+
+    def run(name: str, resume: bool = False, crash_after: int | None = None):
+        config = generation_config(data, name=name, epochs=3)
+        config.trainer.max_steps_per_epoch = 3
+        config.trainer.schedule = "cosine"
+        config.trainer.min_lr_ratio = 0.1
+        config.model.dropout = 0.2
+        task = GenerationTask(config, settings)
+        task.load_data()
+        calls = count_steps(task, crash_after)
+        checkpoint = Trainer.for_task(task, settings.runs_dir / name).fit(resume=resume)
+        return checkpoint, len(calls)
+
+    reference, _ = run("whole")
+    with pytest.raises(Interrupted):
+        run("cut", crash_after=4)  # in epoch 2
+    assert (settings.runs_dir / "cut" / CHECKPOINT_FILE).exists()
+    resumed, steps = run("cut", resume=True)
+    assert steps == 6 and not (settings.runs_dir / "cut" / CHECKPOINT_FILE).exists()
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][name]), name
+    assert without_timings(resumed["history"]) == without_timings(reference["history"])
+    assert resumed["metrics"] == reference["metrics"] and resumed["best_epoch"] == reference["best_epoch"]
+    assert reference["history"][-1]["lr"] == pytest.approx(0.1 * 1e-2)  # decayed to the floor

@@ -1,6 +1,6 @@
 """Text generation (one-to-many) training plug-in: a character-level LSTM/GRU language model.
 
-    python -m training train --config training/configs/generation_gru.toml --export
+    python -m training train --config training/configs/generation_lstm.toml --export [--resume]
     python -m training export --checkpoint runs/generation-lstm/best.pt
 
 Data: one plain text, the last ``data.val_fraction`` held out as the ``dev`` split (there is no test split;
@@ -29,8 +29,8 @@ from training.tasks.base import Batch, TrainingTask
 from training.tasks.generation_config import GenerationConfig
 from training.tasks.generation_data import CharCorpus, training_batch
 from training.tasks.generation_export import export_graphs, onnx_losses, rollout_parity
+from training.tasks.generation_metrics import stream_loss, window_loss
 from training.tasks.generation_model import CharLM
-from training.tasks.generation_train import stream_loss, window_loss
 from training.weight_sharing import WEIGHTS_FILE, WEIGHTS_KEY, share_weights
 
 VOCAB_FILE = "vocab.json"

@@ -27,7 +27,6 @@ class LanguageModelling(Section):
 
     seq_len: int = Field(256, ge=2, description="characters per training window (BPTT length)")
     eval_segments: int = Field(16, ge=1, description="validation stream read as this many parallel segments")
-    min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine schedule floor, as a share of lr")
     max_prompt_chars: int = Field(4096, ge=1, description="longest prompt the served model accepts")
     unknown_characters: Literal["reject", "drop"] = "reject"
     parity_steps: int = Field(64, ge=1, description="decoding steps compared between ONNX and PyTorch")

@@ -156,7 +156,7 @@ def rollout_parity(
 
 
 def onnx_losses(version_dir: Path, val_ids: np.ndarray, bos_id: int, segments: int, seq_len: int) -> dict:
-    """The validation losses of :mod:`training.tasks.generation_train`, measured on the exported step graph
+    """The validation losses of :mod:`training.tasks.generation_metrics`, measured on the exported step graph
     with ONNX Runtime (what the service runs): ``loss`` over ``segments`` parallel streams of the held-out
     text, ``window_loss`` over its zero-state windows of ``seq_len`` characters."""
     options = ort.SessionOptions()
