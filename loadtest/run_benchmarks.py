@@ -74,7 +74,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         writes_section=False,
     ),
     Benchmark("ner", "loadtest.bench_tag", typical_s=120),
-    Benchmark("translation", "loadtest.bench_translate", typical_s=120),
+    Benchmark(
+        "translation",
+        "loadtest.bench_translate",
+        quick_args=("--sentences", "64", "--duration", "3", "--warmup", "1"),
+        typical_s=120,
+    ),
     Benchmark(
         "loadtest-mix",
         "loadtest.loadrun",

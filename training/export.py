@@ -9,6 +9,8 @@
 * :func:`check_parity`: ONNX Runtime against PyTorch on real examples; raises if above tolerance.
 * :func:`quantize_int8`: ``onnxruntime.quantization.quantize_dynamic`` (int8 weights of MatMul, LSTM and
   the embedding Gather).
+* :func:`quantize_weights_int8`: weight-only int8 (MatMul weights and Gather tables; fp32 arithmetic, so
+  an example's output does not depend on the rest of its batch).
 * :func:`graph_specs`: the manifest's ``inputs``/``outputs`` read back from the exported graph.
 """
 
@@ -231,6 +233,131 @@ def quantize_int8(source: Path, target: Path) -> Path:
             shutil.copyfile(source, prepared)
         quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
     return target
+
+
+#: op type -> (input positions holding weights, the weight axis that gets one scale per slice)
+_WEIGHT_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
+    "MatMul": ((1,), 1),  # B [K, N]: per output column
+    "Gemm": ((1,), -1),  # B [K, N] or, with transB, [N, K]: per output unit (axis set below)
+    "GRU": ((1, 2), 1),  # W/R [directions, 3H, in]: per gate row
+    "LSTM": ((1, 2), 1),
+    "RNN": ((1, 2), 1),
+}
+
+
+def quantize_weights_int8(
+    source: Path, target: Path, dequantize_ops: Sequence[str] = ("MatMul",), min_elements: int = 256
+) -> Path:
+    """Weight-only int8 of the constant weights of ``dequantize_ops`` and of Gather tables (embeddings).
+
+    Weights are stored as int8 with one symmetric scale per output unit, followed by a ``DequantizeLinear``
+    (ONNX Runtime fuses it with a MatMul into ``MatMulNBits``, 8 bits, as fast as fp32; for other ops it
+    dequantizes on every run, so list those only for graphs run once per batch, like an encoder). Gather
+    tables get one scale per row and are gathered as int8, then scaled. Activations stay fp32, unlike
+    ``quantize_dynamic``, whose per-tensor activation scale makes every row's result depend on the largest
+    value in its batch. Tensors under ``min_elements`` stay fp32. Constants are folded first (ONNX Runtime's
+    basic, hardware-independent optimizations), so weights rearranged at run time (the exporter's RNN gate
+    reordering) become the initializers their ops read.
+    """
+    from onnx import helper, numpy_helper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        model = onnx.load(str(folded))
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, position))
+
+    def attribute(node: onnx.NodeProto, key: str, default: int) -> int:
+        return next((a.i for a in node.attribute if a.name == key), default)
+
+    def role(name: str) -> tuple[str, int] | None:
+        """("dequantize", scale axis) or ("gather", 0) for a quantizable initializer."""
+        tensor, uses = initializers[name], consumers.get(name, [])
+        if tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.dims) < 2 or not uses:
+            return None
+        if int(np.prod(tensor.dims)) < min_elements or name in outputs:
+            return None
+        if all(n.op_type == "Gather" and pos == 0 and attribute(n, "axis", 0) == 0 for n, pos in uses):
+            return ("gather", 0) if len(tensor.dims) == 2 else None
+        axes = set()
+        for node, pos in uses:
+            positions, axis = _WEIGHT_INPUTS.get(node.op_type, ((), 0))
+            if node.op_type not in dequantize_ops or pos not in positions:
+                return None
+            axes.add(attribute(node, "transB", 0) ^ 1 if node.op_type == "Gemm" else axis)
+        return ("dequantize", axes.pop()) if len(axes) == 1 else None
+
+    new_nodes: list[onnx.NodeProto] = []
+    replaced: dict[str, onnx.TensorProto] = {}
+    for name in list(initializers):
+        found = role(name)
+        if found is None:
+            continue
+        kind, axis = found
+        weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
+        others = tuple(a for a in range(weight.ndim) if a != axis)
+        scale = np.abs(weight).max(axis=others) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        shaped = np.expand_dims(scale, others)
+        replaced[name] = numpy_helper.from_array(
+            np.clip(np.round(weight / shaped), -127, 127).astype(np.int8), f"{name}_int8"
+        )
+        if kind == "dequantize":
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(scale, f"{name}_scale"),
+                    numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}_zero"),
+                ]
+            )
+            new_nodes.append(
+                helper.make_node(
+                    "DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero"], [name], axis=axis
+                )
+            )
+            continue
+        graph.initializer.append(numpy_helper.from_array(scale[:, None], f"{name}_row_scale"))
+        for k, (node, _) in enumerate(consumers[name]):
+            ids, out = node.input[1], node.output[0]
+            node.input[0], node.output[0] = f"{name}_int8", f"{out}_int8"
+            new_nodes += [
+                helper.make_node("Cast", [f"{out}_int8"], [f"{out}_f32"], to=onnx.TensorProto.FLOAT),
+                helper.make_node("Gather", [f"{name}_row_scale", ids], [f"{out}_scale{k}"]),
+                helper.make_node("Mul", [f"{out}_f32", f"{out}_scale{k}"], [out]),
+            ]
+    kept = [i for i in graph.initializer if i.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend([*kept, *replaced.values()])
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    nodes = _topological([*new_nodes, *graph.node], available)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+    return target
+
+
+def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+    """Nodes in an order where each input is produced before it is read (stable for ready nodes)."""
+    ordered, pending, have = [], list(nodes), set(available) | {""}
+    while pending:
+        ready = [n for n in pending if all(i in have for i in n.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an undefined input")
+        for node in ready:
+            ordered.append(node)
+            have.update(node.output)
+        pending = [n for n in pending if not any(n is r for r in ready)]
+    return ordered
 
 
 def graph_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +24,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import GraphSpec, ModelManifest, TrainingInfo
+from service.manifest import GraphSpec, ModelManifest, QuantizationReport, TrainingInfo
 from service.tasks.text import Vocab, pad_batch
 from service.tasks.translation import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
 from service.translation.search import SearchParams, beam_search, greedy_search
 from training.batching import bucketed_batches, sorted_batches
-from training.export import graph_specs, prepare_version_dir
+from training.export import graph_specs, prepare_version_dir, quantize_int8, quantize_weights_int8
 from training.readers import read_parallel
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
@@ -37,12 +39,26 @@ from training.tasks.translation_export import (
     STEP_FILE,
     check_graph_parity,
     export_graphs,
+    quantized_ops,
+    served_translator,
+    step_probability_diff,
     torch_encode,
     torch_step,
+    translate_served,
+    weight_bytes,
 )
 from training.tasks.translation_model import Seq2Seq
 
+log = logging.getLogger(__name__)
+
 SIDES = ("source", "target")
+QUANTIZATION_METHODS = {
+    "weights": "weight-only int8 (training.export.quantize_weights_int8), fp32 arithmetic: one scale per "
+    "output unit for MatMul weights (both graphs) and the encoder's Gemm and RNN weights, one per row for "
+    "embedding tables; the decoder step's RNN weights stay fp32",
+    "dynamic": "onnxruntime quantize_dynamic: int8 MatMul weights and embedding Gather, int8 activations "
+    "with one scale per tensor; GRU/LSTM ops stay fp32",
+}
 
 
 def _sha256(path: Path) -> str:
@@ -223,10 +239,85 @@ class TranslationTask(TrainingTask):
         self.spm_models = {side: base64.b64decode(m) for side, m in state["sentencepiece"].items()}
         self._build_codec()
 
+    def _search_params(self, beam_size: int) -> SearchParams:
+        cfg = self.config.decode
+        return SearchParams(beam_size=beam_size, max_length=cfg.max_length, length_penalty=cfg.length_penalty)
+
+    def _served_scores(self, translator, split: str, beam_sizes: tuple[int, ...]) -> dict[str, float]:
+        """Corpus BLEU/chrF of the whole split through the service's decoding (``beam_`` keys for beams)."""
+        sources, references = self.texts[split]
+        scores: dict[str, float] = {"sentences": len(sources)}
+        for beam in beam_sizes:
+            hyps = translate_served(translator, sources, self._search_params(beam))
+            prefix = "" if beam == 1 else "beam_"
+            scores |= {f"{prefix}{k}": v for k, v in corpus_scores(hyps, references).items()}
+            log.info("%s, beam %d, served graphs: %s", split, beam, scores)
+        return scores
+
+    def _quantize(
+        self, manifest: ModelManifest, version_dir: Path, fp32_dev: dict[str, float], tmp: Path
+    ) -> tuple[bool, dict[str, float], QuantizationReport]:
+        """int8 graphs into ``tmp``, scored like the fp32 ones: whether to ship them, their dev scores, and
+        the report."""
+        cfg = self.config.export
+        for file in (ENCODER_FILE, STEP_FILE):
+            if cfg.quantize_method == "dynamic":
+                quantize_int8(version_dir / file, tmp / file)
+            else:  # the encoder runs once per batch: its RNN weights may be dequantized on every run too
+                ops = ("MatMul", "Gemm", "GRU", "LSTM") if file == ENCODER_FILE else ("MatMul",)
+                quantize_weights_int8(version_dir / file, tmp / file, dequantize_ops=ops)
+        fp32 = served_translator(manifest, version_dir, threads=cfg.eval_threads)
+        int8 = served_translator(manifest, version_dir, tmp, threads=cfg.eval_threads)
+        int8_dev = self._served_scores(int8, "dev", (1,))
+        sources = self.encoded["dev"][0][: cfg.parity_examples]
+        diff = step_probability_diff(fp32, int8, [sources[i : i + 32] for i in range(0, len(sources), 32)])
+        drop = fp32_dev["bleu"] - int8_dev["bleu"]
+        ship = cfg.quantize == "always" or drop <= cfg.quantize_max_drop
+        if cfg.quantize == "always" and diff > cfg.quantize_tolerance:
+            raise AssertionError(f"int8 differs from fp32 by {diff:.3g} > {cfg.quantize_tolerance:g}")
+        sizes = {
+            precision: {f: (folder / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)}
+            for precision, folder in (("fp32", version_dir), ("int8", tmp))
+        }
+        report = QuantizationReport(
+            method=QUANTIZATION_METHODS[cfg.quantize_method],
+            max_abs_diff=diff,
+            tolerance=cfg.quantize_tolerance,
+            metrics={
+                "fp32": {f"dev_{k}": v for k, v in fp32_dev.items()} | {"size_bytes": sizes["fp32"]},
+                "int8": {f"dev_{k}": v for k, v in int8_dev.items()}
+                | {
+                    "size_bytes": sizes["int8"],
+                    "quantized_ops": {f: quantized_ops(tmp / f) for f in (ENCODER_FILE, STEP_FILE)},
+                    "weight_bytes": {f: weight_bytes(tmp / f) for f in (ENCODER_FILE, STEP_FILE)},
+                },
+                "shipped": {
+                    "graph": "int8" if ship else "fp32",
+                    "dev_bleu_drop": drop,
+                    "rule": "quantize=always: int8 whatever the drop"
+                    if cfg.quantize == "always"
+                    else f"quantize=auto: int8 if dev greedy BLEU (service decoding over ONNX Runtime, "
+                    f"all {fp32_dev['sentences']} sentences) drops <= {cfg.quantize_max_drop} points",
+                },
+            },
+            fp32_size_bytes=sum(sizes["fp32"].values()),
+        )
+        verdict = "shipped" if ship else "not shipped"
+        log.info(
+            "int8 dev bleu %.2f (fp32 %.2f), prob diff %.3g: %s",
+            int8_dev["bleu"],
+            fp32_dev["bleu"],
+            diff,
+            verdict,
+        )
+        return ship, int8_dev, report
+
     def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
+        """fp32 graphs (parity-checked), optionally int8; every reported figure is measured on the shipped
+        graphs through the service's decoding (PyTorch's stay as ``*_pytorch``)."""
         cfg = self.config.export
         if not self.encoded:
-            self.load_data()  # parity runs on real dev sentences
+            self.load_data()  # parity and metrics run on the real dev/test sentences
         model.eval()
         version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
         files = {}
@@ -239,10 +330,6 @@ class TranslationTask(TrainingTask):
         sources = self.encoded["dev"][0][: cfg.parity_examples]
         batches = [self.codec.collate(sources[i : i + 32]) for i in range(0, len(sources), 32)]
         parity = check_graph_parity(model, encoder, step, batches, cfg.parity_tolerance)
-        graphs = {}
-        for key, path in (("encoder", encoder), ("step", step)):
-            inputs, outputs = graph_specs(path)
-            graphs[key] = GraphSpec(file=path.name, inputs=inputs, outputs=outputs)
         manifest = ModelManifest(
             name=cfg.name,
             task=self.name,
@@ -252,7 +339,7 @@ class TranslationTask(TrainingTask):
                 "type": "Seq2Seq (bi-RNN encoder, Luong attention decoder)",
                 **checkpoint["model_args"],
             },
-            graphs=graphs,
+            graphs=self._graph_specs(version_dir),
             max_batch_size=cfg.max_batch_size,
             tokenizer=self.codec.source.spec(),
             files=files,
@@ -265,15 +352,100 @@ class TranslationTask(TrainingTask):
                 config=checkpoint["config"],
                 epochs_run=checkpoint["epochs_run"],
                 best_epoch=checkpoint["best_epoch"],
-                train_time_s=checkpoint["train_time_s"],
+                train_time_s=round(checkpoint["train_time_s"], 1),
                 seed=checkpoint["seed"],
                 machine=checkpoint.get("machine", ""),
                 command=checkpoint.get("command", ""),
             ),
-            metrics=checkpoint.get("metrics", {}),
             parameters=checkpoint["parameters"],
-            size_bytes=sum((version_dir / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)),
+            size_bytes=0,
             parity=parity,
         )
+        served = served_translator(manifest, version_dir, threads=cfg.eval_threads)
+        dev = self._served_scores(served, "dev", (1,))
+        quantization = None
+        if cfg.quantize != "never":
+            with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+                ship, int8_dev, quantization = self._quantize(manifest, version_dir, dev, Path(tmp))
+                if ship:
+                    for file in (ENCODER_FILE, STEP_FILE):
+                        shutil.copyfile(Path(tmp) / file, version_dir / file)
+                    dev = int8_dev
+        metrics = {"dev": dev}
+        if "test" in self.texts:
+            served = served_translator(manifest, version_dir, threads=cfg.eval_threads)
+            metrics["test"] = self._served_scores(served, "test", (1, self.config.decode.beam_size))
+            decode = self.config.decode
+            metrics["test"] |= {"beam_size": decode.beam_size, "length_penalty": decode.length_penalty}
+        for split, values in checkpoint.get("metrics", {}).items():
+            metrics.setdefault(split, {}).update({f"{k}_pytorch": v for k, v in values.items()})
+        if "dev" in checkpoint.get("metrics", {}):
+            limit = self.config.decode.dev_sentences
+            metrics["dev"]["sentences_pytorch"] = min(
+                limit or len(self.texts["dev"][0]), len(self.texts["dev"][0])
+            )
+        manifest = manifest.model_copy(
+            update={
+                "graphs": self._graph_specs(version_dir),
+                "metrics": metrics,
+                "size_bytes": sum((version_dir / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)),
+                "quantization": quantization,
+            }
+        )
+        ModelManifest.model_validate(manifest.model_dump())
         manifest.save(models_dir / cfg.name)
         return models_dir / cfg.name
+
+    @staticmethod
+    def _graph_specs(version_dir: Path) -> dict[str, GraphSpec]:
+        graphs = {}
+        for key, file in (("encoder", ENCODER_FILE), ("step", STEP_FILE)):
+            inputs, outputs = graph_specs(version_dir / file)
+            graphs[key] = GraphSpec(file=file, inputs=inputs, outputs=outputs)
+        return graphs
+
+    # --- reporting --------------------------------------------------------------------------------------
+    @classmethod
+    def report_columns(cls) -> list[str]:
+        return [
+            "model",
+            "architecture",
+            "dev BLEU",
+            "test2016 BLEU",
+            "test2016 chrF",
+            "parameters",
+            "ONNX size",
+        ]
+
+    @classmethod
+    def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
+        """BLEU/chrF as measured by the export on the shipped graphs (greedy, and beam for test)."""
+        from training.report import default_row
+
+        row = default_row(model_dir, manifest)
+        arch, dev, test = (
+            manifest.architecture,
+            manifest.metrics.get("dev", {}),
+            manifest.metrics.get("test", {}),
+        )
+        row["architecture"] = (
+            f"bi-{str(arch.get('cell')).upper()} encoder, attention {str(arch.get('cell')).upper()} decoder, "
+            f"emb {arch.get('embedding_dim')}, hidden {arch.get('hidden_size')}, "
+            f"{arch.get('source_vocab')}/{arch.get('target_vocab')} subwords, {manifest.precision}"
+        )
+
+        def pair(key: str) -> str:
+            if key not in test:
+                return "—"
+            beam = (
+                f" / beam-{test.get('beam_size', '?')} {test[f'beam_{key}']:.2f}"
+                if f"beam_{key}" in test
+                else ""
+            )
+            return f"greedy {test[key]:.2f}{beam}"
+
+        row["dev BLEU"] = (
+            f"{dev['bleu']:.2f} (greedy, {dev.get('sentences', '?')} sentences)" if "bleu" in dev else "—"
+        )
+        row["test2016 BLEU"], row["test2016 chrF"] = pair("bleu"), pair("chrf")
+        return row

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from training.config import ExperimentConfig, Section
+from training.config import ExperimentConfig, ExportConfig, Section
 
 
 class TranslationData(Section):
@@ -39,7 +39,38 @@ class DecodeConfig(Section):
     batch_size: int = Field(64, ge=1)
 
 
+class TranslationExport(ExportConfig):
+    """Export knobs; the int8 rule is in BLEU points, measured through the service's own decoding.
+
+    int8 is opt-in per config (``quantize = "auto"`` in the shipped configs). The default method is
+    weight-only: ORT's dynamic quantization also quantizes activations with one scale per batch tensor, so a
+    sentence's translation would depend on the other sentences of its batch (the service batches
+    concurrent requests together); weight-only int8 keeps fp32 arithmetic and that independence.
+    """
+
+    quantize: Literal["never", "auto", "always"] = Field(
+        "never", description="int8 dynamic quantization; 'auto' ships it only if dev BLEU holds"
+    )
+    quantize_max_drop: float = Field(
+        0.5, ge=0, description="largest dev greedy BLEU loss (points) 'auto' accepts for int8 graphs"
+    )
+    quantize_tolerance: float = Field(
+        0.25,
+        gt=0,
+        description="max abs next-token probability difference int8 vs fp32 (first decoder steps) "
+        "that 'always' accepts; reported, not a criterion of 'auto'",
+    )
+    quantize_method: Literal["weights", "dynamic"] = Field(
+        "weights",
+        description="'weights': weight-only int8 (MatMul, embedding and encoder RNN weights; fp32 "
+        "arithmetic, batch-invariant); 'dynamic': onnxruntime quantize_dynamic (int8 activations, one scale "
+        "per batch tensor)",
+    )
+    eval_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads of the export's decoding")
+
+
 class TranslationConfig(ExperimentConfig):
     data: TranslationData = Field(default_factory=TranslationData)
     model: Seq2SeqModel = Field(default_factory=Seq2SeqModel)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    export: TranslationExport

@@ -4,6 +4,10 @@ Graph contract (read by ``service.plugins.translation``): the encoder takes ``sr
 ``src_lengths [B]`` and gives ``memory [B, S, 2H]``, ``keys [B, S, H]`` and the initial ``hidden`` (and for
 LSTM ``cell``) ``[B, L, H]``; the step takes ``prev_tokens [N]``, the states, ``memory``, ``keys`` and
 ``src_lengths`` and gives ``log_probs [N, V]``, ``hidden_out`` (``cell_out``) and ``attention [N, S]``.
+
+Exported graphs are evaluated with the service's own :class:`~service.plugins.translation.TranslationModel`
+(its codec, session options, batching path and search), so the manifest's figures are those of the
+served model.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
-from service.manifest import ParityReport
+from service.config import Settings
+from service.manifest import ModelManifest, ParityReport
+from service.plugins.translation import PLUGIN, TranslationModel
+from service.runtime import create_session
 from service.tasks.translation import SRC_IDS, SRC_LENGTHS
-from service.translation.search import Arrays
+from service.translation.search import BOS_ID, Arrays, SearchParams
 from training.export import export_onnx, ort_session
 from training.tasks.translation_model import EncoderGraph, Seq2Seq, step_graph
 
@@ -125,3 +133,78 @@ def check_graph_parity(
     return ParityReport(
         max_abs_diff=worst, tolerance=tolerance, examples=examples, compared="encoder+log_probs"
     )
+
+
+# --- evaluation of exported graphs through the service's decoding ----------------------------------------
+def served_translator(
+    manifest: ModelManifest, version_dir: Path, graph_dir: Path | None = None, threads: int = 1
+) -> TranslationModel:
+    """The service's ``TranslationModel`` over the graphs in ``graph_dir`` (default: ``version_dir``) and
+    the tokenizer files of ``version_dir``, built by the plug-in with the service's session options."""
+    settings = Settings(device="cpu", ort_intra_op_threads=threads, warmup=False)
+    graph_dir = graph_dir or version_dir
+    sessions = {
+        key: create_session(graph_dir / spec.file, spec, settings) for key, spec in manifest.graphs.items()
+    }
+    version = int(version_dir.name) if version_dir.name.isdigit() else 1
+    return PLUGIN.build(manifest, version, version_dir, sessions, settings)
+
+
+def translate_served(model: TranslationModel, sources: Sequence[str], params: SearchParams) -> list[str]:
+    """Translations through ``TranslationModel.predict_batch`` (what a dynamic batch runs), in input order;
+    sources go in by length in batches of the model's ``max_batch_size``, as a full queue would fill them."""
+    lengths = [len(model.codec.encode_source(s)) for s in sources]
+    order = sorted(range(len(sources)), key=lengths.__getitem__)
+    out = [""] * len(sources)
+    for start in range(0, len(order), model.max_batch_size):
+        chunk = order[start : start + model.max_batch_size]
+        results = model.predict_batch([(sources[i], params) for i in chunk])
+        for i, result in zip(chunk, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            out[i] = result["translation"]
+    return out
+
+
+def step_probability_diff(
+    reference: TranslationModel,
+    other: TranslationModel,
+    batches: Sequence[Sequence[Sequence[int]]],
+    steps: int = 3,
+) -> float:
+    """Max abs difference of next-token probabilities over the first ``steps`` decoder steps, both models
+    fed the reference's greedy tokens (each from its own encoder)."""
+    worst = 0.0
+    for encoded in batches:
+        (state_a, memory_a), (state_b, memory_b) = reference.encode(encoded), other.encode(encoded)
+        tokens = np.full(len(encoded), BOS_ID, dtype=np.int64)
+        for _ in range(steps):
+            log_a, state_a, _ = reference.step(tokens, state_a, memory_a)
+            log_b, state_b, _ = other.step(tokens, state_b, memory_b)
+            worst = max(worst, float(np.abs(np.exp(log_a) - np.exp(log_b)).max()))
+            tokens = log_a.argmax(axis=1).astype(np.int64)
+    return worst
+
+
+def weight_bytes(path: Path) -> dict[str, int]:
+    """Bytes of a graph's initializers by element type (what quantization turned into int8)."""
+    sizes: dict[str, int] = {}
+    for tensor in onnx.load(str(path)).graph.initializer:
+        kind = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+        sizes[kind] = sizes.get(kind, 0) + len(onnx.numpy_helper.to_array(tensor).tobytes())
+    return sizes
+
+
+def quantized_ops(path: Path) -> dict[str, int]:
+    """What a quantizer turned into int8: ``MatMulInteger`` (dynamic), ``DequantizeLinear`` of weights,
+    Gathers reading an int8 table; and the RNN ops, which stay fp32."""
+    graph = onnx.load(str(path)).graph
+    int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    ops: dict[str, int] = {}
+    for node in graph.node:
+        kind = node.op_type
+        if kind == "Gather" and node.input[0] in int8:
+            kind = "Gather (int8 table)"
+        if kind in ("MatMulInteger", "DequantizeLinear", "Gather (int8 table)", "GRU", "LSTM"):
+            ops[kind] = ops.get(kind, 0) + 1
+    return ops
