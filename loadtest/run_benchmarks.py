@@ -73,7 +73,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         typical_s=150,
         writes_section=False,
     ),
-    Benchmark("ner", "loadtest.bench_tag", typical_s=120),
     Benchmark(
         "translation",
         "loadtest.bench_translate",
