@@ -31,8 +31,16 @@ def select_providers(device: str, available: list[str] | None = None) -> list[st
     return [CPU]
 
 
+def fold_int8_weights(opts: ort.SessionOptions) -> ort.SessionOptions:
+    """Weight-only int8 graphs (``DequantizeLinear`` on constant weights) are dequantized once, at load,
+    into fp32 constants: int8 on disk, fp32 arithmetic, no per-run dequantization, and each row of a batch
+    independent of the others (no shared activation scale). ORT otherwise keeps QDQ nodes for fusion."""
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return opts
+
+
 def session_options(settings: Settings) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
+    opts = fold_int8_weights(ort.SessionOptions())
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = settings.ort_intra_op_threads

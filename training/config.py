@@ -60,6 +60,13 @@ class ExportConfig(Section):
     )
     quantize_max_drop: float = Field(0.005, ge=0, description="largest dev-metric loss 'auto' accepts")
     quantize_tolerance: float = Field(0.05, gt=0, description="max abs prob difference int8 vs fp32")
+    quantize_method: Literal["weights", "dynamic"] = Field(
+        "weights",
+        description="'weights': weight-only int8 (MatMul/Gemm/RNN weights and embedding tables; the service "
+        "folds them to fp32 at load, so every row of a batch is independent of the others); 'dynamic': "
+        "onnxruntime quantize_dynamic (int8 activations with one scale per batch tensor: a row's result "
+        "depends on its batch neighbours)",
+    )
 
 
 class ExperimentConfig(Section):

@@ -31,6 +31,7 @@ import onnxruntime as ort
 import torch
 
 from service.manifest import ParityReport, TensorSpec
+from service.runtime import fold_int8_weights
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,8 @@ def export_onnx(
 
 
 def ort_session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
+    """A CPU session loaded the way the service loads graphs (int8 weights folded at load)."""
+    options = fold_int8_weights(ort.SessionOptions())
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3

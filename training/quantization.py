@@ -15,12 +15,25 @@ import numpy as np
 
 from service.manifest import QuantizationReport
 from training.config import ExportConfig
-from training.export import quantize_int8
+from training.export import quantize_int8, quantize_weights_int8
 
 Graphs = Mapping[str, Path]
 Metrics = dict[str, dict[str, float]]
 
-METHOD = "onnxruntime quantize_dynamic, int8 weights (MatMul, LSTM, embedding Gather)"
+METHODS = {
+    "weights": "weight-only int8 (training.export.quantize_weights_int8): MatMul/Gemm/RNN weights with one "
+    "scale per output unit, embedding tables one per row; folded to fp32 at load, fp32 arithmetic",
+    "dynamic": "onnxruntime quantize_dynamic, int8 weights (MatMul, LSTM, embedding Gather) and int8 "
+    "activations with one scale per tensor",
+}
+WEIGHT_OPS = ("MatMul", "Gemm", "LSTM", "GRU", "RNN")
+
+
+def quantize(source: Path, target: Path, method: str) -> Path:
+    """int8 copy of one graph by ``method`` (see :data:`METHODS`)."""
+    if method == "dynamic":
+        return quantize_int8(source, target)
+    return quantize_weights_int8(source, target, dequantize_ops=WEIGHT_OPS)
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,9 @@ def choose_precision(
     fp32_metrics = evaluate(fp32)
     if cfg.quantize == "never":
         return PrecisionChoice(fp32, fp32_metrics, None)
-    int8 = {key: quantize_int8(path, path.with_suffix(".int8.onnx")) for key, path in fp32.items()}
+    int8 = {
+        key: quantize(path, path.with_suffix(".int8.onnx"), cfg.quantize_method) for key, path in fp32.items()
+    }
     int8_metrics = evaluate(int8)
     diff = max_abs_diff(outputs(fp32), outputs(int8))
     drop = fp32_metrics["dev"][metric] - int8_metrics["dev"][metric]
@@ -70,7 +85,7 @@ def choose_precision(
         return {f"{split}_{metric}": values[metric] for split, values in metrics.items() if metric in values}
 
     report = QuantizationReport(
-        method=METHOD,
+        method=METHODS[cfg.quantize_method],
         max_abs_diff=diff,
         tolerance=cfg.quantize_tolerance,
         metrics={

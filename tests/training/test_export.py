@@ -77,4 +77,11 @@ def test_quantized_parity_within_recorded_tolerance(tmp_path: Path) -> None:
     assert {"dev_accuracy", "test_accuracy"} <= report.metrics["fp32"].keys() == report.metrics["int8"].keys()
     assert manifest.metrics["dev"]["accuracy"] == report.metrics["int8"]["dev_accuracy"]
     graph = onnx.load(str(model_dir / "1" / "model.onnx"))
-    assert any(node.op_type in ("DynamicQuantizeLSTM", "MatMulInteger") for node in graph.graph.node)
+    int8 = {i.name for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    dequantized = {n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    assert int8 and int8 & dequantized  # weight-only int8 (RNN and MatMul weights), fp32 arithmetic
+    # a text's probabilities do not depend on its batch neighbours (no shared activation scale)
+    texts = ["good " * 30, "bad", "a fine and dull film", "not good at all , really"]
+    together = probabilities(model_dir, texts)
+    alone = [probabilities(model_dir, [t])[0] for t in texts]
+    np.testing.assert_allclose(together, np.stack(alone), atol=1e-6)

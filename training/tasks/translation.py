@@ -29,7 +29,8 @@ from service.tasks.text import Vocab, pad_batch
 from service.tasks.translation import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
 from service.translation.search import SearchParams, beam_search, greedy_search
 from training.batching import bucketed_batches, sorted_batches
-from training.export import graph_specs, prepare_version_dir, quantize_int8, quantize_weights_int8
+from training.export import graph_specs, prepare_version_dir
+from training.quantization import METHODS, quantize
 from training.readers import read_parallel
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
@@ -52,13 +53,6 @@ from training.tasks.translation_model import Seq2Seq
 log = logging.getLogger(__name__)
 
 SIDES = ("source", "target")
-QUANTIZATION_METHODS = {
-    "weights": "weight-only int8 (training.export.quantize_weights_int8), fp32 arithmetic: one scale per "
-    "output unit for MatMul weights (both graphs) and the encoder's Gemm and RNN weights, one per row for "
-    "embedding tables; the decoder step's RNN weights stay fp32",
-    "dynamic": "onnxruntime quantize_dynamic: int8 MatMul weights and embedding Gather, int8 activations "
-    "with one scale per tensor; GRU/LSTM ops stay fp32",
-}
 
 
 def _sha256(path: Path) -> str:
@@ -261,11 +255,7 @@ class TranslationTask(TrainingTask):
         the report."""
         cfg = self.config.export
         for file in (ENCODER_FILE, STEP_FILE):
-            if cfg.quantize_method == "dynamic":
-                quantize_int8(version_dir / file, tmp / file)
-            else:  # the encoder runs once per batch: its RNN weights may be dequantized on every run too
-                ops = ("MatMul", "Gemm", "GRU", "LSTM") if file == ENCODER_FILE else ("MatMul",)
-                quantize_weights_int8(version_dir / file, tmp / file, dequantize_ops=ops)
+            quantize(version_dir / file, tmp / file, cfg.quantize_method)
         fp32 = served_translator(manifest, version_dir, threads=cfg.eval_threads)
         int8 = served_translator(manifest, version_dir, tmp, threads=cfg.eval_threads)
         int8_dev = self._served_scores(int8, "dev", (1,))
@@ -280,7 +270,7 @@ class TranslationTask(TrainingTask):
             for precision, folder in (("fp32", version_dir), ("int8", tmp))
         }
         report = QuantizationReport(
-            method=QUANTIZATION_METHODS[cfg.quantize_method],
+            method=METHODS[cfg.quantize_method],
             max_abs_diff=diff,
             tolerance=cfg.quantize_tolerance,
             metrics={

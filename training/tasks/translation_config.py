@@ -60,12 +60,6 @@ class TranslationExport(ExportConfig):
         description="max abs next-token probability difference int8 vs fp32 (first decoder steps) "
         "that 'always' accepts; reported, not a criterion of 'auto'",
     )
-    quantize_method: Literal["weights", "dynamic"] = Field(
-        "weights",
-        description="'weights': weight-only int8 (MatMul, embedding and encoder RNN weights; fp32 "
-        "arithmetic, batch-invariant); 'dynamic': onnxruntime quantize_dynamic (int8 activations, one scale "
-        "per batch tensor)",
-    )
     eval_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads of the export's decoding")
 
 
