@@ -54,7 +54,9 @@ class Benchmark:
 
     def command(self, doc: Path, quick: bool) -> list[str]:
         extra = self.quick_args if quick else self.args
-        doc_args = ["--doc", str(doc)] if self.writes_section else []
+        # relative to the repository (the modules run there): the command each one records stays portable
+        shown = doc.resolve().relative_to(REPO_ROOT) if doc.resolve().is_relative_to(REPO_ROOT) else doc
+        doc_args = ["--doc", str(shown)] if self.writes_section else []
         return [sys.executable, "-m", self.module, *extra, *doc_args]
 
 
