@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loadtest.bench.models import pick_model
 from loadtest.bench.server import Service, running_service
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -165,22 +166,6 @@ def in_process_reference(version_dir: Path, manifest) -> dict[str, dict[str, tup
 
 
 # --- orchestration ----------------------------------------------------------------------------------
-def pick_model(models: Path, name: str | None):
-    from service.manifest import ModelManifest, version_dirs
-
-    if name is None:
-        candidates = [
-            ModelManifest.load(d) for d in sorted(models.iterdir()) if (d / "config.json").is_file()
-        ]
-        generation = [m for m in candidates if m.task == "generation"]
-        if not generation:
-            raise SystemExit(f"no generation model in {models}")
-        name = next((m.name for m in generation if m.default), generation[0].name)
-    manifest = ModelManifest.load(models / name)
-    version, version_dir = version_dirs(models / name)[-1]
-    return manifest, version, version_dir
-
-
 def held_out_prompts(text_path: Path, codec, count: int = 64) -> list[str]:
     """Line starts of the held-out tail (last 10%), cut to at most 40 characters."""
     text = text_path.read_text(encoding="utf-8")
@@ -279,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from service.tasks.generation import CharCodec
 
-    manifest, version, version_dir = pick_model(args.models, args.model)
+    manifest, version, version_dir = pick_model(args.models, "generation", args.model)
     codec = CharCodec.from_manifest(manifest, version_dir)
     data_dir = Path(os.environ.get("RNNSERVE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
     data = args.data or data_dir / "generation" / "input.txt"

@@ -22,12 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from loadtest.bench.models import pick_model
 from loadtest.bench.report import markdown_table, median_of, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from service.config import Settings
-from service.metrics import Metrics
-from service.plugins import default_plugins
-from service.repository import ModelRepository
 from service.runtime import create_session
 from service.tasks.sentiment import PROBABILITIES, SentimentCodec
 
@@ -36,16 +34,6 @@ MARKER = "sentiment-serving"
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("RNNSERVE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-
-
-def pick_model(models: Path, name: str | None) -> tuple[str, int, Path]:
-    repo = ModelRepository(Settings(model_repository=models), default_plugins(), Metrics())
-    repo.scan()
-    name = name or repo.defaults.get("sentiment")
-    if name is None or name not in repo.entries or repo.entries[name].version is None:
-        raise SystemExit(f"no usable sentiment model in {models} (entries: {sorted(repo.entries)})")
-    entry = repo.entries[name]
-    return name, entry.version, models / name / str(entry.version)
 
 
 def sentences(dev_tsv: Path, codec: SentimentCodec, lo: int = 15, hi: int = 25) -> list[str]:
@@ -141,10 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     os.environ.update(extra_env)  # Settings() below and the service subprocesses both read it
 
-    name, version, version_dir = pick_model(args.models, args.model)
-    from service.manifest import ModelManifest
-
-    manifest = ModelManifest.load(args.models / name)
+    manifest, version, version_dir = pick_model(args.models, "sentiment", args.model)
+    name = manifest.name
     codec = SentimentCodec.from_manifest(manifest, version_dir)
     texts = sentences(args.data, codec)
     mean_tokens = statistics.mean(len(codec.encode(t)) for t in texts)

@@ -72,24 +72,17 @@ def load_sentences(path: Path) -> list[str]:
 # --- the model, as the service builds it ------------------------------------------------------------------
 def load_model(models: Path, name: str | None):
     """(model name, version, TranslationModel) built like the service's repository builds it."""
+    from loadtest.bench.models import pick_model
     from service.config import Settings
-    from service.manifest import ModelManifest, version_dirs
     from service.plugins.translation import PLUGIN
     from service.runtime import create_session
 
-    if name is None:
-        manifests = [ModelManifest.load(d) for d in sorted(models.iterdir()) if (d / "config.json").is_file()]
-        candidates = [m for m in manifests if m.task == "translation"]
-        if not candidates:
-            raise SystemExit(f"no translation model in {models}")
-        name = next((m.name for m in candidates if m.default), candidates[0].name)
-    manifest = ModelManifest.load(models / name)
-    version, version_dir = version_dirs(models / name)[-1]
+    manifest, version, version_dir = pick_model(models, "translation", name)
     settings = Settings(model_repository=models)
     sessions = {k: create_session(version_dir / s.file, s, settings) for k, s in manifest.graphs.items()}
     model = PLUGIN.build(manifest, version, version_dir, sessions, settings)
     model.warmup()
-    return name, version, model
+    return manifest.name, version, model
 
 
 def in_process_rate(

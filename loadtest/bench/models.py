@@ -1,0 +1,24 @@
+"""Which model a benchmark measures: the one the service would serve for a task, resolved by the service's
+own repository scan (so ``default`` flags, pinned versions and broken folders count exactly as they do
+when serving)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.config import Settings
+from service.manifest import ModelManifest
+from service.metrics import Metrics
+from service.plugins import default_plugins
+from service.repository import ModelRepository
+
+
+def pick_model(models: Path, task: str, name: str | None = None) -> tuple[ModelManifest, int, Path]:
+    """(manifest, version, version folder) of ``name``, or of ``task``'s default model in ``models``."""
+    repo = ModelRepository(Settings(model_repository=models), default_plugins(), Metrics())
+    repo.scan()
+    name = name or repo.defaults.get(task)
+    entry = repo.entries.get(name) if name else None
+    if entry is None or entry.version is None or entry.manifest is None:
+        raise SystemExit(f"no usable {task} model {name or ''} in {models} (entries: {sorted(repo.entries)})")
+    return entry.manifest, entry.version, models / entry.name / str(entry.version)
