@@ -82,12 +82,15 @@ def build_report(models_dir: Path) -> str:
         try:
             plugin = get_task(task)
             title, columns, row = plugin.report_title or task, plugin.report_columns(), plugin.report_row
+            notes = plugin.report_notes
         except KeyError:
             from training.tasks.base import TrainingTask
 
-            title, columns, row = task, TrainingTask.report_columns(), default_row
+            title, columns, row, notes = task, TrainingTask.report_columns(), default_row, ()
         lines += ["", f"## {title}", ""]
         lines += _table(columns, [row(d, m) for d, m in by_task[task]])
+        if notes:
+            lines += ["", *notes]
         commands = sorted({m.training.command for _, m in by_task[task] if m.training and m.training.command})
         if commands:
             lines += ["", "Training commands:", ""] + [f"- `{c}`" for c in commands]

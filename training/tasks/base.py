@@ -108,6 +108,8 @@ class TrainingTask(abc.ABC):
     # --- reporting (docs/models.md, see training.report) ------------------------------------------------
     #: section heading in docs/models.md
     report_title: ClassVar[str] = ""
+    #: lines printed under the task's table (where other figures of the task are measured)
+    report_notes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def report_columns(cls) -> list[str]:

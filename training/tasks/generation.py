@@ -43,6 +43,12 @@ class GenerationTask(TrainingTask):
     selection_metric: ClassVar[str] = "loss"
     selection_mode: ClassVar[str] = "min"
     report_title: ClassVar[str] = "Text generation (character-level language model, Tiny Shakespeare)"
+    report_notes: ClassVar[tuple[str, ...]] = (
+        "`generation-lstm` was trained by the former standalone loop "
+        "(`training.tasks.generation_train`, since "
+        "folded into the generic trainer); the same configuration now trains with "
+        "`python -m training train --config training/configs/generation_lstm.toml --export [--resume]`.",
+    )
 
     config: GenerationConfig
 

@@ -73,6 +73,12 @@ class TranslationTask(TrainingTask):
     config_class: ClassVar[type[TranslationConfig]] = TranslationConfig
     selection_metric: ClassVar[str] = "bleu"
     report_title: ClassVar[str] = "Translation (Multi30k en->fr, attention encoder-decoder)"
+    report_notes: ClassVar[tuple[str, ...]] = (
+        "BLEU and chrF: sacrebleu, cased and detokenized, decoded by the service's own search "
+        "over the shipped "
+        "graphs. Sentences per second (in-process and over HTTP, beam 1 and 5, single and batched): "
+        "[benchmarks](benchmarks.md), `python -m loadtest.bench_translate`.",
+    )
 
     config: TranslationConfig
 
