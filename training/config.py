@@ -56,7 +56,7 @@ class ExportConfig(Section):
     parity_tolerance: float = Field(1e-4, gt=0)
     parity_examples: int = Field(256, ge=1)
     quantize: Literal["never", "auto", "always"] = Field(
-        "auto", description="int8 dynamic quantization; 'auto' ships it only if the dev metric holds"
+        "auto", description="int8 graphs (see quantize_method); 'auto' ships them if the dev metric holds"
     )
     quantize_max_drop: float = Field(0.005, ge=0, description="largest dev-metric loss 'auto' accepts")
     quantize_tolerance: float = Field(0.05, gt=0, description="max abs prob difference int8 vs fp32")

@@ -49,7 +49,7 @@ class TranslationExport(ExportConfig):
     """
 
     quantize: Literal["never", "auto", "always"] = Field(
-        "never", description="int8 dynamic quantization; 'auto' ships it only if dev BLEU holds"
+        "never", description="int8 graphs (see quantize_method); 'auto' ships them only if dev BLEU holds"
     )
     quantize_max_drop: float = Field(
         0.5, ge=0, description="largest dev greedy BLEU loss (points) 'auto' accepts for int8 graphs"

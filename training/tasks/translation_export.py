@@ -196,8 +196,8 @@ def weight_bytes(path: Path) -> dict[str, int]:
 
 
 def quantized_ops(path: Path) -> dict[str, int]:
-    """What a quantizer turned into int8: ``MatMulInteger`` (dynamic), ``DequantizeLinear`` of weights,
-    Gathers reading an int8 table; and the RNN ops, which stay fp32."""
+    """Op counts that show what a quantizer did: ``MatMulInteger`` (dynamic), ``DequantizeLinear`` of
+    weights (weight-only, RNN weights included), Gathers reading an int8 table, and the RNN ops."""
     graph = onnx.load(str(path)).graph
     int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     ops: dict[str, int] = {}
