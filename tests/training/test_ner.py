@@ -112,7 +112,41 @@ def test_crf_loss_equals_brute_force() -> None:
     assert got.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("model", [{}, {"cell": "gru", "bidirectional": False}])
+def test_ensemble_decodes_the_product_of_its_members(tmp_path: Path) -> None:
+    """Viterbi over the members' mean scores finds the path with the highest summed member score."""
+    task = tiny_task(tmp_path, train=20, members=3)
+    torch.manual_seed(1)
+    net = task.build_model().eval()
+    with torch.no_grad():
+        for crf in (m.crf for m in net.members):
+            for p in crf.parameters():
+                p.normal_()
+    encoded = task.codec.encode("John met Ana de Souza")
+    feeds = task.codec.collate([encoded.word_ids], [encoded.char_ids])
+    inputs = [torch.from_numpy(feeds[k]) for k in (WORD_IDS, CHAR_IDS, LENGTHS)]
+    with torch.no_grad():
+        mean = net(*inputs)[0]
+        member_emissions = [m.tagger(*inputs)[0] for m in net.members]
+    torch.testing.assert_close(mean, torch.stack(member_emissions).mean(0))
+
+    def score(member, em, path):
+        transitions, start, end = member.crf.scores()
+        s = start[path[0]] + end[path[-1]] + sum(em[t, p] for t, p in enumerate(path))
+        return s + sum(transitions[a, b] for a, b in itertools.pairwise(path))
+
+    labels, n = task.labels, len(encoded.tokens)
+    valid = [
+        p for p in itertools.product(range(len(labels)), repeat=n) if is_valid_bio([labels[i] for i in p])
+    ]
+    with torch.no_grad():
+        best = max(
+            valid,
+            key=lambda p: sum(score(m, e, p) for m, e in zip(net.members, member_emissions, strict=True)),
+        )
+    assert task.decoding_codec(net).best_tags(mean.numpy()) == [labels[i] for i in best]
+
+
+@pytest.mark.parametrize("model", [{}, {"cell": "gru", "bidirectional": False}, {"members": 2}])
 def test_emissions_do_not_depend_on_padding(tmp_path: Path, model) -> None:
     task = tiny_task(tmp_path, train=20, **model)
     net = task.build_model().eval()
@@ -128,8 +162,14 @@ def test_emissions_do_not_depend_on_padding(tmp_path: Path, model) -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [{}, {"crf": False, "cell": "gru"}, {"bidirectional": False}],
-    ids=["bilstm-crf", "bigru-softmax", "lstm-crf"],
+    [
+        {},
+        {"crf": False, "cell": "gru"},
+        {"bidirectional": False},
+        {"members": 2},
+        {"members": 2, "crf": False},
+    ],
+    ids=["bilstm-crf", "bigru-softmax", "lstm-crf", "2x-bilstm-crf", "2x-bilstm-softmax"],
 )
 def test_training_learns_and_export_matches_pytorch(tmp_path: Path, model) -> None:
     task = tiny_task(tmp_path, **model)

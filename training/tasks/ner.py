@@ -72,6 +72,7 @@ class NerModelConfig(Section):
     dropout: float = Field(0.5, ge=0, lt=1)
     word_dropout: float = Field(0.05, ge=0, lt=1)
     crf: bool = Field(True, description="CRF layer; false: per-token softmax + BIO repair")
+    members: int = Field(1, ge=1, description="ensemble size: independent taggers averaged in one graph")
 
 
 class NerConfig(ExperimentConfig):
@@ -80,22 +81,64 @@ class NerConfig(ExperimentConfig):
     model: NerModelConfig = Field(default_factory=NerModelConfig)
 
 
-class NerNetwork(nn.Module):
-    """The tagger plus (optionally) its CRF; ``forward`` gives emissions, as the exported graph does."""
-
+class _Member(nn.Module):
     def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any]):
         super().__init__()
         self.tagger = EmissionTagger(num_tags=len(labels), **tagger)
         self.crf = CRF(labels) if crf else None
 
+    def loss(self, batch: Batch) -> torch.Tensor:
+        emissions = self.tagger(batch[WORD_IDS], batch[CHAR_IDS], batch[LENGTHS])
+        if self.crf is not None:
+            return self.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
+        mask = torch.arange(emissions.size(1)).unsqueeze(0) < batch[LENGTHS].unsqueeze(1)
+        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+
+
+class NerNetwork(nn.Module):
+    """The tagger plus (optionally) its CRF; ``forward`` gives emissions, as the exported graph does.
+
+    ``members > 1`` trains independent taggers (each with its own CRF and loss) side by side. The ensemble
+    decodes with the members' *mean* emission and transition scores: a path's mean score is the log of the
+    geometric mean of the members' (unnormalised) path probabilities, so Viterbi over the averaged scores
+    is the product-of-experts decision, and the graph and ``transitions.json`` keep the single-model form
+    the service already decodes. Without a CRF the members' log-softmax outputs are averaged.
+    """
+
+    def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any], members: int = 1):
+        super().__init__()
+        if members < 1:
+            raise ValueError("members must be >= 1")
+        self.has_crf = crf
+        self.members = nn.ModuleList(_Member(labels, crf, tagger) for _ in range(members))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before ensembles existed keep one member's keys at the top level.
+        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "members.")]:
+            state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Sum of the members' own losses (each member learns as if trained alone)."""
+        return torch.stack([member.loss(batch) for member in self.members]).sum()
+
     def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.tagger(word_ids, char_ids, lengths)
+        if len(self.members) == 1:
+            return self.members[0].tagger(word_ids, char_ids, lengths)
+        scores = [member.tagger(word_ids, char_ids, lengths) for member in self.members]
+        if not self.has_crf:
+            scores = [torch.log_softmax(s, dim=-1) for s in scores]
+        return torch.stack(scores).mean(dim=0)
 
     def crf_scores(self) -> CrfScores | None:
-        if self.crf is None:
+        if not self.has_crf:
             return None
+        crfs = [member.crf for member in self.members]
         return CrfScores(
-            *(p.detach().double().numpy() for p in (self.crf.transitions, self.crf.start, self.crf.end))
+            *(
+                torch.stack([getattr(c, name) for c in crfs]).mean(dim=0).detach().double().numpy()
+                for name in ("transitions", "start", "end")
+            )
         )
 
 
@@ -202,6 +245,7 @@ class NerTask(TrainingTask):
         return {
             "labels": list(self.labels),
             "crf": m.crf,
+            "members": m.members,
             "tagger": {
                 "vocab_size": len(self.codec.words),
                 "num_chars": len(self.codec.chars),
@@ -224,12 +268,7 @@ class NerTask(TrainingTask):
         return NerNetwork(**(model_args or self.model_args()))
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        emissions = model(batch[WORD_IDS], batch[CHAR_IDS], batch[LENGTHS])
-        if model.crf is not None:
-            return model.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
-        width = emissions.size(1)
-        mask = torch.arange(width).unsqueeze(0) < batch[LENGTHS].unsqueeze(1)
-        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+        return model.loss(batch)
 
     def decoding_codec(self, model: nn.Module) -> NerCodec:
         """The codec with the model's current CRF scores (what the service will decode with)."""
@@ -296,7 +335,7 @@ class NerTask(TrainingTask):
         words = torch.full((5, 7), min(len(self.codec.words) - 1, 9), dtype=torch.int64)
         chars = torch.full((5, 7, 11), min(len(self.codec.chars) - 1, 8), dtype=torch.int64)
         export_onnx(
-            model.tagger,
+            model,
             (words, chars, lengths),
             path,
             input_names=[WORD_IDS, CHAR_IDS, LENGTHS],
@@ -415,7 +454,9 @@ class NerTask(TrainingTask):
         arch, tagger = manifest.architecture, manifest.architecture.get("tagger", {})
         cell = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}.get(tagger.get("cell"), str(tagger.get("cell")))
         layers = int(tagger.get("num_layers", 1))
+        members = int(arch.get("members", 1))
         description = (
+            f"{f'{members}× ' if members > 1 else ''}"
             f"char-CNN + {'Bi' if tagger.get('bidirectional') else ''}{cell}, {layers} layer"
             f"{'s' if layers > 1 else ''}, word {tagger.get('word_dim')}, "
             f"hidden {tagger.get('hidden_size')}, {'CRF' if arch.get('crf') else 'softmax + BIO repair'}, "
