@@ -1,10 +1,11 @@
-"""``python -m training train|evaluate|export|report|share-weights``.
+"""``python -m training train|evaluate|export|report|share-weights|quantize``.
 
     python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--resume] [--seed=3]
     python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
     python -m training export --checkpoint runs/sentiment-bilstm/best.pt [--models-dir DIR] [--export.KEY=V]
     python -m training report [--models-dir models] [--output docs/models.md]
     python -m training share-weights models/generation-lstm [--weights-file weights.bin]
+    python -m training quantize --model models/generation-lstm [--export.KEY=V]
 
 Overrides after the named options use dotted config paths and are validated against the task's schema.
 ``--resume`` continues an interrupted run from ``runs/<name>/checkpoint.pt`` (see ``Trainer.fit``).
@@ -93,6 +94,36 @@ def share_weights(path: Path, weights_file: str) -> int:
     return 0
 
 
+def quantize_exported(model_dir: Path, settings: TrainingSettings, overrides: list[str]) -> int:
+    """fp32-or-int8 for a model already in the repository, by its task's ``quantize_exported`` hook; 1 if
+    the task has none or refuses the model (already int8, unreadable data)."""
+    from service.manifest import ModelManifest
+    from training.tasks import get_task
+
+    try:
+        task_cls = get_task(ModelManifest.load(model_dir).task)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"quantize: {model_dir}: {exc}", file=sys.stderr)
+        return 1
+    hook = getattr(task_cls, "quantize_exported", None)
+    if hook is None:
+        print(
+            f"quantize: the {task_cls.name!r} task has no post-hoc quantization (quantize_exported); "
+            "re-export its checkpoint with --export.quantize=auto",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        report = hook(model_dir, settings, overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        print(f"quantize: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,9 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_share.add_argument("path", type=Path, help="models/<name> (every version) or models/<name>/<N>")
     p_share.add_argument("--weights-file", default="weights.bin")
+    p_quantize = sub.add_parser(
+        "quantize",
+        help="fp32-or-int8 choice (export.quantize rule) for a model exported in fp32; rewrites its graphs",
+    )
+    p_quantize.add_argument("--model", type=Path, required=True, help="models/<name> (its newest version)")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if rest and args.command not in ("train", "export"):
+    if rest and args.command not in ("train", "export", "quantize"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     settings = get_training_settings()
     try:
@@ -142,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             print(write_report(args.models_dir or settings.models_dir, args.output))
         elif args.command == "share-weights":
             return share_weights(args.path, args.weights_file)
+        elif args.command == "quantize":
+            return quantize_exported(args.model, settings, rest)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -2,38 +2,88 @@
 
     python -m training train --config training/configs/generation_lstm.toml --export [--resume]
     python -m training export --checkpoint runs/generation-lstm/best.pt
+    python -m training quantize --model models/generation-lstm [--export.KEY=V]   (post hoc, fp32 exports)
 
 Data: one plain text, the last ``data.val_fraction`` held out as the ``dev`` split (there is no test split;
 the issue defines validation loss as the figure to report). Metric: ``loss``, nats per character over the
 held-out text read as ``lm.eval_segments`` streams from ``<bos>`` (lower is better); ``window_loss`` is the
 same over zero-state windows of ``lm.seq_len`` characters (the training objective, nanoGPT-style).
+
+Export ships fp32 or weight-only int8 graphs by :func:`training.quantization.choose_precision`
+(``export.quantize``; the rule is in nats/char of the dev ``loss`` measured on the step graph);
+:meth:`GenerationTask.quantize_exported` applies the same choice to a model exported in fp32 whose
+checkpoint is gone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import onnx
 import torch
+from onnx.external_data_helper import convert_model_from_external_data
+from pydantic import BaseModel
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import ModelManifest, TrainingInfo
+from service.manifest import ModelManifest, QuantizationReport, TrainingInfo, version_dirs
 from service.tasks.generation import CharCodec
 from service.tasks.text import CharTokenizer, Vocab
+from training.config import ConfigError, build_config
+from training.export import prepare_version_dir
+from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
+from training.settings import TrainingSettings
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
 from training.tasks.generation_config import GenerationConfig
 from training.tasks.generation_data import CharCorpus, training_batch
-from training.tasks.generation_export import export_graphs, onnx_losses, rollout_parity
+from training.tasks.generation_export import (
+    PREFILL_FILE,
+    STEP_FILE,
+    export_graphs,
+    external_tensors,
+    is_int8,
+    onnx_losses,
+    reuse_transposed_weights,
+    rollout_logits,
+    rollout_parity,
+)
 from training.tasks.generation_metrics import stream_loss, window_loss
 from training.tasks.generation_model import CharLM
-from training.weight_sharing import WEIGHTS_FILE, WEIGHTS_KEY, share_weights
+from training.weight_sharing import WEIGHTS_FILE, WEIGHTS_KEY, SharingReport, graph_bytes, share_weights
+
+log = logging.getLogger(__name__)
 
 VOCAB_FILE = "vocab.json"
+GRAPH_FILES = {"prefill": PREFILL_FILE, "step": STEP_FILE}
+QUANTIZE_COMMAND = "python -m training quantize --model"
+
+
+class QuantizeExportedError(ValueError):
+    """A repository model that the post-hoc quantization cannot (or must not) rewrite."""
+
+
+def _known_keys(schema: type[BaseModel], data: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """``data`` without the keys ``schema`` no longer has (a recorded config of an older code version)."""
+    kept = {}
+    for key, value in data.items():
+        field = schema.model_fields.get(key)
+        if field is None:
+            log.warning("recorded config key %s%s is no longer part of the schema; ignored", path, key)
+            continue
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel) and isinstance(value, Mapping):
+            value = _known_keys(section, value, f"{path}{key}.")
+        kept[key] = value
+    return kept
 
 
 @register_task
@@ -179,30 +229,106 @@ class GenerationTask(TrainingTask):
         row["ONNX parity"] = f"{manifest.parity.max_abs_diff:.1e}" if manifest.parity else "—"
         return row
 
+    # --- export: fp32 graphs, parity with PyTorch, fp32-or-int8, shared weights -------------------------
+    def _choose_precision(self, shipped_fp32: Path, work: Path) -> PrecisionChoice:
+        """:func:`choose_precision` for the fp32 graphs as shipped in ``shipped_fp32`` (weights shared), on
+        the dev ``loss`` (nats/char, lower is better) of the step graph and on the logits of a fixed
+        rollout: a padded prefill of the parity prompts, then ``lm.parity_steps`` steps fed the fp32
+        graphs' greedy tokens (the same path for both precisions).
+
+        The candidates are self-contained copies in ``work`` (the quantizer re-saves graphs where the
+        weights file is not); export and the post-hoc command both start from the shipped form, so the
+        two give the same int8 files.
+        """
+        fp32 = {}
+        for key, file in GRAPH_FILES.items():
+            graph = onnx.load(str(shipped_fp32 / file), load_external_data=True)
+            convert_model_from_external_data(graph)
+            onnx.save(graph, str(work / file))
+            fp32[key] = work / file
+        lm = self.config.lm
+        prompts = self._parity_prompts()
+        _, tokens = rollout_logits(fp32["prefill"], fp32["step"], prompts, lm.parity_steps)
+
+        def evaluate(graphs: Graphs) -> Metrics:
+            return {
+                "dev": onnx_losses(
+                    graphs["step"], self.corpus.val, self.codec.vocab.bos_id, lm.eval_segments, lm.seq_len
+                )
+            }
+
+        def outputs(graphs: Graphs) -> list[np.ndarray]:
+            return rollout_logits(graphs["prefill"], graphs["step"], prompts, lm.parity_steps, tokens)[0]
+
+        choice = choose_precision(
+            fp32, self.config.export, evaluate, "loss", outputs, compared="logits", higher_is_better=False
+        )
+        if choice.report is None:
+            return choice
+        # What fp32 ships: its graphs and the weights file (not the self-contained copies).
+        fp32_size = graph_bytes(shipped_fp32, list(GRAPH_FILES.values()), WEIGHTS_FILE)
+        report = choice.report.model_copy(update={"fp32_size_bytes": fp32_size})
+        return PrecisionChoice(choice.graphs, choice.metrics, report)
+
+    @staticmethod
+    def _ship(graphs: Graphs, target_dir: Path) -> SharingReport:
+        """Copies the chosen graphs into ``target_dir`` and stores their weights once in ``weights.bin``.
+
+        The prefill and step graphs are exported from the same parameters and int8 quantization is
+        deterministic, so once the prefill graph's transposed copies are computed from the step graph's
+        (:func:`reuse_transposed_weights`), every weight of the step graph must share its bytes with the
+        prefill graph's; a graph that kept its own copy would double the model's size, so that is an error.
+        """
+        for key, file in GRAPH_FILES.items():
+            shutil.copyfile(graphs[key], target_dir / file)
+        reused = reuse_transposed_weights(target_dir / PREFILL_FILE, target_dir / STEP_FILE)
+        log.info("prefill weights computed from the step graph's: %s", reused)
+        sharing = share_weights(target_dir, list(GRAPH_FILES.values()), WEIGHTS_FILE)
+        prefill = set(external_tensors(target_dir / PREFILL_FILE).values())
+        unshared = {n for n, at in external_tensors(target_dir / STEP_FILE).items() if at not in prefill}
+        if unshared:
+            raise AssertionError(f"step-graph weights not shared with the prefill graph: {sorted(unshared)}")
+        return sharing
+
+    @staticmethod
+    def _dev_metrics(pytorch_dev: Mapping[str, float], shipped_dev: Mapping[str, float]) -> dict[str, float]:
+        """The shipped graphs' figures, PyTorch's kept beside them as ``*_pytorch``."""
+        dev = {k if k.endswith("_pytorch") else f"{k}_pytorch": v for k, v in pytorch_dev.items()}
+        return dev | dict(shipped_dev)
+
     def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
         cfg = self.config.export
         model = model.eval()
         model_dir = models_dir / cfg.name
-        version_dir = model_dir / str(cfg.version)
-        graphs = export_graphs(model, version_dir)
-        # Both graphs hold the same weights: store them once, before measuring parity on the final files.
-        sharing = share_weights(version_dir, [g.file for g in graphs.values()], WEIGHTS_FILE)
-        self.codec.vocab.save(version_dir / VOCAB_FILE)
-        parity = rollout_parity(
-            model, version_dir, self._parity_prompts(), self.config.lm.parity_steps, cfg.parity_tolerance
-        )
-        metrics = {split: dict(values) for split, values in checkpoint.get("metrics", {}).items()}
-        if self._readable_data():
-            # The reported figures are measured on the shipped graph (PyTorch's stay as *_pytorch).
-            dev = {f"{k}_pytorch": v for k, v in metrics.get("dev", {}).items()}
-            dev |= onnx_losses(
-                version_dir,
-                self.corpus.val,
-                self.codec.vocab.bos_id,
-                self.config.lm.eval_segments,
-                self.config.lm.seq_len,
+        readable = self._readable_data()
+        if cfg.quantize != "never" and not readable:
+            raise FileNotFoundError(
+                f"export.quantize={cfg.quantize!r} measures the dev loss, but the text "
+                f"{self.config.data.path!r} cannot be read; make it readable or pass --export.quantize=never"
             )
-            metrics["dev"] = dev
+        metrics = {split: dict(values) for split, values in checkpoint.get("metrics", {}).items()}
+        quantization = None
+        with tempfile.TemporaryDirectory(prefix="generation-export-") as tmp:
+            raw, fp32_dir, work = (Path(tmp) / d for d in ("raw", "fp32", "work"))
+            graphs = export_graphs(model, raw)
+            fp32_dir.mkdir()
+            work.mkdir()
+            fp32_sharing = self._ship({key: raw / file for key, file in GRAPH_FILES.items()}, fp32_dir)
+            parity = rollout_parity(
+                model, fp32_dir, self._parity_prompts(), self.config.lm.parity_steps, cfg.parity_tolerance
+            )
+            version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
+            if readable:
+                # The reported figures are measured on the shipped graphs (PyTorch's stay as *_pytorch).
+                choice = self._choose_precision(fp32_dir, work)
+                sharing = self._ship(choice.graphs, version_dir)
+                metrics["dev"] = self._dev_metrics(metrics.get("dev", {}), choice.metrics["dev"])
+                quantization = choice.report
+            else:
+                for file in (*GRAPH_FILES.values(), WEIGHTS_FILE):
+                    shutil.copyfile(fp32_dir / file, version_dir / file)
+                sharing = fp32_sharing
+        self.codec.vocab.save(version_dir / VOCAB_FILE)
         manifest = ModelManifest(
             name=cfg.name,
             task=self.name,
@@ -235,7 +361,97 @@ class GenerationTask(TrainingTask):
             parameters=sum(p.numel() for p in model.parameters()),
             size_bytes=sharing.bytes_after,
             parity=parity,
+            quantization=quantization,
         )
         manifest.save(model_dir)
         (version_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return model_dir
+
+    # --- post-hoc quantization of an fp32 export (``python -m training quantize``) ----------------------
+    @classmethod
+    def recorded_config(cls, manifest: ModelManifest, overrides: Sequence[str] = ()) -> GenerationConfig:
+        """The manifest's recorded training configuration (keys the schema dropped since are ignored;
+        missing ones take the current defaults), with ``--export.*`` ``overrides``."""
+        bad = [o for o in overrides if not o.startswith("--export.")]
+        if bad:
+            raise ConfigError(f"quantize takes only --export.* overrides, got {bad}")
+        recorded = manifest.training.config if manifest.training else {}
+        data = _known_keys(cls.config_class, recorded)
+        data.setdefault("task", cls.name)
+        data.setdefault("name", manifest.name)
+        data.setdefault("export", {"name": manifest.name})
+        return build_config(cls.config_class, data, overrides)
+
+    @classmethod
+    def quantize_exported(
+        cls, model_dir: Path, settings: TrainingSettings, overrides: Sequence[str] = ()
+    ) -> QuantizationReport:
+        """Runs the export's fp32-or-int8 choice on the newest version of a model exported in fp32 (no
+        checkpoint needed): dev losses on the held-out text (the recorded ``data`` settings), the rollout
+        logits, then the chosen graphs and their shared ``weights.bin`` replace the version's, and the
+        manifest records the shipped graphs' metrics, the report, the size and this command."""
+        model_dir = Path(model_dir)
+        manifest = ModelManifest.load(model_dir)
+        if manifest.task != cls.name:
+            raise QuantizeExportedError(f"{model_dir} is a {manifest.task!r} model, not {cls.name!r}")
+        if set(manifest.graphs) != set(GRAPH_FILES) or any(
+            manifest.graphs[k].file != f for k, f in GRAPH_FILES.items()
+        ):
+            raise QuantizeExportedError(f"{model_dir}: expected graphs {GRAPH_FILES}")
+        versions = version_dirs(model_dir)
+        if not versions:
+            raise QuantizeExportedError(f"{model_dir} has no numbered version folder")
+        version_dir = versions[-1][1]
+        current = {key: version_dir / file for key, file in GRAPH_FILES.items()}
+        already = [key for key, path in current.items() if is_int8(path)]
+        if already:
+            raise QuantizeExportedError(f"{version_dir}: graphs {already} are already int8; nothing to do")
+        config = cls.recorded_config(manifest, overrides)
+        if config.export.quantize == "never":
+            raise QuantizeExportedError("export.quantize is 'never'; pass --export.quantize=auto or always")
+        task = cls(config, settings)
+        task.codec = CharCodec.from_manifest(manifest, version_dir)
+        task.load_data()  # raises if the text's vocabulary differs from the shipped one
+
+        with tempfile.TemporaryDirectory(prefix=".quantize-", dir=model_dir) as tmp:
+            work, staged = Path(tmp) / "work", Path(tmp) / "ship"
+            work.mkdir()
+            staged.mkdir()
+            choice = task._choose_precision(version_dir, work)
+            sharing = task._ship(choice.graphs, staged)
+            for file in (WEIGHTS_FILE, *GRAPH_FILES.values()):
+                os.replace(staged / file, version_dir / file)
+
+        command = " ".join([QUANTIZE_COMMAND, str(model_dir), *overrides])
+        report = choice.report.model_copy(
+            update={
+                "metrics": choice.report.metrics
+                | {
+                    "post_hoc": {
+                        "command": command,
+                        "note": "quantized after export from the shipped fp32 graphs (the PyTorch checkpoint "
+                        "is gone): parity is the fp32 graphs' with PyTorch; int8 is compared with fp32",
+                        "data": str(settings.resolve_data_path(config.data.path)),
+                    }
+                }
+            }
+        )
+        metrics = {split: dict(values) for split, values in manifest.metrics.items()}
+        metrics["dev"] = task._dev_metrics(
+            {k: v for k, v in metrics.get("dev", {}).items() if k.endswith("_pytorch")}, choice.metrics["dev"]
+        )
+        training = manifest.training
+        if training is not None:
+            resolved_export = config.export.model_dump(mode="json")
+            training = training.model_copy(update={"config": {**training.config, "export": resolved_export}})
+        manifest.model_copy(
+            update={
+                "metrics": metrics,
+                "quantization": report,
+                "size_bytes": sharing.bytes_after,
+                "files": {**manifest.files, WEIGHTS_KEY: WEIGHTS_FILE},
+                "training": training,
+            }
+        ).save(model_dir)
+        (version_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return report

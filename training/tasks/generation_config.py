@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from training.config import ExperimentConfig, Section
+from training.config import ExperimentConfig, ExportConfig, Section
 
 
 class GenerationData(Section):
@@ -32,8 +32,35 @@ class LanguageModelling(Section):
     parity_steps: int = Field(64, ge=1, description="decoding steps compared between ONNX and PyTorch")
 
 
+class GenerationExport(ExportConfig):
+    """Export knobs; the int8 rule is in nats per character of the held-out stream loss, measured on the
+    step graph through ONNX Runtime (int8 weights folded at load, as the service runs them).
+
+    int8 is opt-in per config (``quantize = "auto"`` in the shipped configs), so tiny test models keep
+    fp32 graphs that reproduce PyTorch's greedy rollouts exactly.
+    """
+
+    quantize: Literal["never", "auto", "always"] = Field(
+        "never", description="int8 graphs (weight-only); 'auto' ships them only if the dev loss holds"
+    )
+    quantize_max_drop: float = Field(
+        0.01,
+        ge=0,
+        description="largest dev stream-loss increase (nats/char) 'auto' accepts for int8 graphs; 0.01 nats "
+        "is ln(1.01): at most 1% higher per-character perplexity",
+    )
+    quantize_tolerance: float = Field(
+        0.25,
+        gt=0,
+        description="max abs logit difference int8 vs fp32 over a fixed rollout (padded prefill of dev "
+        "prompts, then the fp32 graphs' greedy tokens fed to both); a logit shift of d moves every "
+        "log-probability by at most 2d, so 0.25 keeps each next-character probability within e^+-0.5",
+    )
+
+
 class GenerationConfig(ExperimentConfig):
     task: Literal["generation"] = "generation"
     data: GenerationData = Field(default_factory=GenerationData)
     model: GenerationModel = Field(default_factory=GenerationModel)
     lm: LanguageModelling = Field(default_factory=LanguageModelling)
+    export: GenerationExport
