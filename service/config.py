@@ -36,6 +36,12 @@ class BatchingConfig(BaseModel):
         description="a batch is split where the longest item exceeds this × the shortest (1e9: never)",
     )
     timeout_s: float = Field(10.0, gt=0, description="per-request time limit (queue + inference); 504 after")
+    step_prefill_max_tokens: int = Field(
+        64,
+        ge=0,
+        description="generation: prompts of at most this many tokens are read through the shared step calls"
+        " (one token per step) instead of a separate prefill call; 0: always a prefill call",
+    )
 
 
 class LimitsConfig(BaseModel):

@@ -32,6 +32,12 @@ class RecurrentGraphs:
 
     def __post_init__(self) -> None:
         self._outputs = ["logits", *map(output_name, self.state_names)]
+        shapes = {i.name: i.shape for i in self.step_session.get_inputs()}
+        self._state_dims = [(shapes[n][0], shapes[n][2]) for n in self.state_names]  # (layers, hidden)
+
+    def zero_state(self, batch: int) -> State:
+        """The state before the first input (what the prefill graph starts from)."""
+        return tuple(np.zeros((layers, batch, hidden), np.float32) for layers, hidden in self._state_dims)
 
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, State]:
         """Whole (right-padded) prompts in one call -> logits after each prompt and the states there."""

@@ -80,6 +80,7 @@ class GenerationModel(ServedModel):
             max_batch_size=self.max_batch_size,
             max_queue_size=self.batching.max_queue_size,
             bucket_ratio=self.batching.bucket_ratio,
+            step_prefill_max_tokens=self.batching.step_prefill_max_tokens,
             banned_ids=self.codec.special_ids,
             metrics=metrics,
         )

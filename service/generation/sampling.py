@@ -63,25 +63,28 @@ class BatchChooser:
     def concatenate(self, other: BatchChooser) -> BatchChooser:
         return BatchChooser(self.choosers + other.choosers, self.banned_ids)
 
-    def __call__(self, logits: np.ndarray) -> np.ndarray:
-        """``logits [B, V]`` -> next token ids ``[B]`` (int64)."""
-        scores = logits.astype(np.float64)
+    def __call__(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``logits [B, V]`` -> next token ids ``[B]`` (int64); with ``rows``, only for those rows (the
+        others' generators are not drawn from: rows still reading their prompt sample nothing)."""
+        index = np.arange(len(self.choosers)) if rows is None else np.asarray(rows, dtype=np.int64)
+        scores = (logits if rows is None else logits[index]).astype(np.float64)
         if self.banned_ids.size:
             scores[:, self.banned_ids] = -np.inf
         chosen = np.argmax(scores, axis=1)
-        sample = ~self.greedy
+        sample = ~self.greedy[index]
         if not sample.any():
             return chosen
-        rows = np.flatnonzero(sample)
-        scaled = scores[rows] / self.temperature[rows, None]
+        local = np.flatnonzero(sample)
+        owners = index[local]
+        scaled = scores[local] / self.temperature[owners, None]
         if self.any_filter:
-            scaled = self._filter(scaled, self.top_k[rows], self.top_p[rows])
+            scaled = self._filter(scaled, self.top_k[owners], self.top_p[owners])
         scaled -= scaled.max(axis=1, keepdims=True)
         probs = np.exp(scaled)
         cdf = np.cumsum(probs, axis=1)
-        uniform = np.array([self.choosers[i].rng.random() for i in rows]) * cdf[:, -1]
+        uniform = np.array([self.choosers[i].rng.random() for i in owners]) * cdf[:, -1]
         picked = (cdf <= uniform[:, None]).sum(axis=1)
-        chosen[rows] = np.minimum(picked, scores.shape[1] - 1)
+        chosen[local] = np.minimum(picked, scores.shape[1] - 1)
         return chosen
 
     @staticmethod

@@ -4,11 +4,15 @@ One decoding thread owns a :class:`DecodeBatch` (the active requests, their pend
 recurrent states and their samplers, all row-aligned). Each iteration it
 
 1. drops requests whose client went away (their slot is free at once),
-2. hands newly admitted requests to the prefill thread (one ``prefill`` call per length bucket, running
-   alongside the steps, so a long prompt never stalls the batch),
+2. admits new requests: a prompt of at most ``step_prefill_max_tokens`` tokens joins the batch at once
+   and is read through the shared steps, one token per step (a recurrent prompt is a sequence of steps
+   anyway, and a row added to a running step costs far less than a batch-1 prefill call, which reads
+   every weight once per character); longer prompts go to the prefill thread (one ``prefill`` call per
+   length bucket, running alongside the steps, so a long prompt never stalls the batch),
 3. runs **one** ``step`` call for every active request and concatenates the requests whose prefill has
    finished (a request joins at the next step, never waiting for a batch to end),
-4. samples one token per request, applies the stopping criteria, and
+4. feeds the next prompt token to rows still reading their prompt, samples one token for every other
+   request, applies the stopping criteria, and
 5. filters out finished requests (they leave at once, never waiting for the longest one).
 
 Results reach the event loop through one ``call_soon_threadsafe`` per iteration. Non-streaming requests
@@ -47,6 +51,7 @@ class GenerationRequest:
     prompt_ids: list[int]
     params: SamplingParams
     stream: bool = False
+    fed: int = field(default=0, init=False)  # prompt tokens given to the model so far
     chooser: NextTokenChooser = field(init=False)
     stopping: StoppingCriteria = field(init=False)
     text_parts: list[str] = field(default_factory=list, init=False)
@@ -120,6 +125,7 @@ class GenerationScheduler:
         max_batch_size: int = 64,
         max_queue_size: int = 1024,
         bucket_ratio: float = 2.0,
+        step_prefill_max_tokens: int = 64,
         banned_ids: Sequence[int] = (),
         metrics: BatchMetrics | None = None,
     ):
@@ -129,6 +135,7 @@ class GenerationScheduler:
         self.max_batch_size = max_batch_size
         self.max_queue_size = max_queue_size
         self.bucket_ratio = bucket_ratio
+        self.step_prefill_max_tokens = step_prefill_max_tokens
         self.banned_ids = list(banned_ids)
         self.metrics = metrics
         self._pending: deque[GenerationRequest] = deque()
@@ -139,7 +146,15 @@ class GenerationScheduler:
         self._prefill_executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.active = 0
-        self.stats = {"steps": 0, "prefills": 0, "tokens": 0, "requests": 0, "cancelled": 0, "max_batch": 0}
+        self.stats = {
+            "steps": 0,
+            "prefills": 0,
+            "prompt_tokens_in_steps": 0,
+            "tokens": 0,
+            "requests": 0,
+            "cancelled": 0,
+            "max_batch": 0,
+        }
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -240,7 +255,10 @@ class GenerationScheduler:
                         self.stats["cancelled"] += 1
             if self.metrics:
                 self.metrics.queue_depth.set(len(self._pending))
-            prefilling += self._start_prefill(joining)
+            self._admitted(joining)
+            limit = self.step_prefill_max_tokens
+            fresh = self._fresh_batch([r for r in joining if len(r.prompt_ids) <= limit])
+            prefilling += self._start_prefill([r for r in joining if len(r.prompt_ids) > limit])
             ready = [(group, f) for group, f in prefilling if f.done()]
             prefilling = [(group, f) for group, f in prefilling if not f.done()]
             joined = []
@@ -249,12 +267,13 @@ class GenerationScheduler:
                     self._fail(group, future.exception())
                 else:
                     joined.append(future.result())
-            if batch is None and not joined:
+            if batch is None and fresh is None and not joined:
                 continue
             try:
-                batch = self._iterate(batch, joined)
+                batch = self._iterate(batch, fresh, joined)
             except Exception as exc:  # an ORT failure fails the requests it touched, not the thread
-                failed = (batch.requests if batch else []) + [r for _, b in joined for r in b.requests]
+                failed = (batch.requests if batch else []) + (fresh.requests if fresh else [])
+                failed += [r for _, b in joined for r in b.requests]
                 self._fail(failed, exc)
                 batch, self.active = None, 0
 
@@ -263,6 +282,23 @@ class GenerationScheduler:
         error = InferenceError(f"generation failed: {type(exc).__name__}")
         self._publish([(r, "", True, error) for r in requests])
 
+    def _admitted(self, joining: list[GenerationRequest]) -> None:
+        self.stats["requests"] += len(joining)
+        if self.metrics:
+            now = time.perf_counter()
+            for r in joining:
+                self.metrics.queue_wait.observe(now - r.enqueued)
+
+    def _fresh_batch(self, requests: list[GenerationRequest]) -> DecodeBatch | None:
+        """Requests that read their prompt through the shared steps: zero state, first prompt token next."""
+        if not requests:
+            return None
+        for r in requests:
+            r.fed = 1
+        chooser = BatchChooser([r.chooser for r in requests], self.banned_ids)
+        tokens = np.array([r.prompt_ids[0] for r in requests], dtype=np.int64)
+        return DecodeBatch(requests, tokens, self.graphs.zero_state(len(requests)), chooser)
+
     def _start_prefill(
         self, joining: list[GenerationRequest]
     ) -> list[tuple[list[GenerationRequest], Future]]:
@@ -270,15 +306,8 @@ class GenerationScheduler:
         of recurrent steps; in line they would stall every active request for that long). One call per
         length bucket; the requests join the batch at the first step after their prefill finished."""
         started = []
-        if not joining:
-            return started
-        self.stats["requests"] += len(joining)
-        now = time.perf_counter()
         for group in split_by_length([len(r.prompt_ids) for r in joining], self.bucket_ratio):
             requests = [joining[i] for i in group]
-            if self.metrics:
-                for r in requests:
-                    self.metrics.queue_wait.observe(now - r.enqueued)
             future = self._prefill_executor.submit(self._prefill, requests)
             future.add_done_callback(self._wake)
             started.append((requests, future))
@@ -290,21 +319,29 @@ class GenerationScheduler:
 
     def _prefill(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, DecodeBatch]:
         logits, states = self.graphs.prefill([r.prompt_ids for r in requests])
+        for r in requests:
+            r.fed = len(r.prompt_ids)
         self.stats["prefills"] += 1
         chooser = BatchChooser([r.chooser for r in requests], self.banned_ids)
         tokens = np.zeros(len(requests), dtype=np.int64)
         return logits, DecodeBatch(requests, tokens, states, chooser)
 
     def _iterate(
-        self, batch: DecodeBatch | None, joined: list[tuple[np.ndarray, DecodeBatch]]
+        self,
+        batch: DecodeBatch | None,
+        fresh: DecodeBatch | None,
+        joined: list[tuple[np.ndarray, DecodeBatch]],
     ) -> DecodeBatch | None:
-        """One step of the running batch plus the prefilled newcomers; returns the batch still running."""
+        """One step of the running batch, the newcomers that read their prompt in the steps (``fresh``)
+        and, after it, the prefilled newcomers (``joined``); returns the batch still running."""
         started = time.perf_counter()
         if batch is not None:
             alive = [i for i, r in enumerate(batch.requests) if not r.cancelled]
             if len(alive) < len(batch):
                 self.stats["cancelled"] += len(batch) - len(alive)
                 batch = batch.filter(alive) if alive else None
+        if fresh is not None:
+            batch = fresh if batch is None else batch.concatenate(fresh)
         logits_parts = []
         if batch is not None:
             logits, states = self.graphs.step(batch.tokens, batch.states)
@@ -318,14 +355,31 @@ class GenerationScheduler:
             self.active = 0
             return None
         logits = logits_parts[0] if len(logits_parts) == 1 else np.concatenate(logits_parts)
-        tokens = batch.chooser(logits)
+        requests = batch.requests
+        reading = [row for row, r in enumerate(requests) if r.fed < len(r.prompt_ids)]
+        if reading:
+            # Rows still reading their prompt take its next token and sample nothing.
+            sampled_rows = np.setdiff1d(np.arange(len(batch)), reading)
+            tokens = batch.tokens.copy()
+            for row in reading:
+                request = requests[row]
+                tokens[row] = request.prompt_ids[request.fed]
+                request.fed += 1
+            tokens[sampled_rows] = batch.chooser(logits, sampled_rows)
+            rows = sampled_rows.tolist()
+            self.stats["prompt_tokens_in_steps"] += len(reading)
+        else:
+            tokens = batch.chooser(logits)
+            rows = range(len(batch))
         batch.tokens = tokens
         updates: list[Update] = []
-        keep = []
+        keep = reading  # rows reading their prompt always stay
         now = time.perf_counter()
         vocab_text = self._vocab_text
-        for row, (request, token) in enumerate(zip(batch.requests, tokens.tolist(), strict=True)):
-            text = vocab_text[token]
+        token_list = tokens.tolist()
+        for row in rows:
+            request = requests[row]
+            text = vocab_text[token_list[row]]
             request.text_parts.append(text)
             reason = request.stopping(text)
             first = request.first_token_at is None
@@ -338,7 +392,7 @@ class GenerationScheduler:
                 keep.append(row)
                 if request.stream or first:
                     updates.append((request, text, False, None))
-        self.stats["tokens"] += len(batch)
+        self.stats["tokens"] += len(rows)
         self.stats["max_batch"] = max(self.stats["max_batch"], len(batch))
         self.active = len(keep)
         if self.metrics:
@@ -348,7 +402,7 @@ class GenerationScheduler:
             self._publish(updates)
         if len(keep) == len(batch):
             return batch
-        return batch.filter(keep) if keep else None
+        return batch.filter(sorted(keep)) if keep else None
 
     def _abandon(self, batch: DecodeBatch | None, prefilling: list[GenerationRequest]) -> None:
         left = (batch.requests if batch else []) + prefilling + list(self._pending)

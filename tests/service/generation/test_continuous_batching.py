@@ -31,6 +31,9 @@ class SlowGraphs:
         time.sleep(self.delay_s)
         return self.graphs.step(tokens, states)
 
+    def zero_state(self, batch):
+        return self.graphs.zero_state(batch)
+
 
 def real_graphs(tiny: TinyGeneration) -> RecurrentGraphs:
     folder = tiny.root / tiny.name / "1"
@@ -97,9 +100,8 @@ def test_requests_join_at_the_next_step_and_leave_when_done(tiny_generation):
         during = long.tokens - before
         assert short.tokens == 5 and short.finish_reason == "length"
         assert not long_task.done()
-        # 5 tokens: admitted at the next step after its prefill, then 4 more steps. The prefill runs in its
-        # own thread while the batch keeps stepping, so on a loaded CPU a few extra steps pass meanwhile;
-        # far below the ~980 steps the long request still had to go.
+        # Admitted at the next step, 6 steps to read "<bos>First" (its first token comes from the last),
+        # then 4 more: far below the ~980 steps the long request still had to go.
         assert during <= 15, during
         await long_task
         assert long.tokens == 1000
@@ -127,6 +129,36 @@ def test_a_cancelled_generation_frees_its_slot(tiny_generation):
         await scheduler.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_prompts_read_in_the_steps_give_the_prefill_graphs_text(tiny_generation, seed):
+    """A prompt read token by token through the shared steps gives the text the prefill graph gives."""
+
+    async def generate(step_prefill_max_tokens: int) -> tuple[list[str], dict]:
+        scheduler = scheduler_for(tiny_generation)
+        scheduler.step_prefill_max_tokens = step_prefill_max_tokens
+        scheduler.start()
+        bodies = [b | {"seed": seed} if "seed" in b else b for b in BODIES]
+        done = await asyncio.gather(
+            *(scheduler.generate(request(tiny_generation, **_params(b))) for b in bodies)
+        )
+        await scheduler.close()
+        return [r.text for r in done], scheduler.stats
+
+    in_steps, step_stats = asyncio.run(generate(10_000))
+    prefilled, prefill_stats = asyncio.run(generate(0))
+    assert in_steps == prefilled
+    prompt_tokens = sum(len(tiny_generation.codec.encode(b["prompt"])) for b in BODIES)
+    assert step_stats["prefills"] == 0 and step_stats["prompt_tokens_in_steps"] == prompt_tokens - len(BODIES)
+    assert prefill_stats["prefills"] >= 1 and prefill_stats["prompt_tokens_in_steps"] == 0
+    assert step_stats["tokens"] == prefill_stats["tokens"] == sum(len(t) for t in in_steps)
+
+
+def _params(body: dict) -> dict:
+    return {"prompt": body["prompt"]} | {
+        k: (tuple(v) if k == "stop" else v) for k, v in body.items() if k != "prompt"
+    }
 
 
 def slow_down(app, delay_s: float) -> GenerationScheduler:

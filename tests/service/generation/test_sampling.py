@@ -53,6 +53,19 @@ def test_rows_are_independent_of_their_batch_neighbours():
         assert np.array_equal(together[row], alone[0])
 
 
+def test_choosing_for_some_rows_draws_only_from_their_generators():
+    """Rows still reading their prompt sample nothing, so their seeded sequence starts when they generate."""
+    logits = random_logits(3, seed=5)
+    params = [SamplingParams(seed=s, temperature=1.2) for s in (11, 12, 13)]
+    chooser = BatchChooser([NextTokenChooser(p) for p in params])
+    skipped = [chooser(logits, np.array([0, 2])) for _ in range(5)]  # row 1 waits 5 steps
+    late = [chooser(logits)[1] for _ in range(10)]
+    alone = choose([params[1]], logits[1:2], steps=10)[0]
+    assert np.array_equal(late, alone)
+    first_and_last = choose([params[0], params[2]], logits[[0, 2]], steps=5)
+    assert np.array_equal(np.stack(skipped, axis=1), first_and_last)
+
+
 def test_top_k_and_top_p_never_pick_outside_their_sets():
     logits = np.log(np.array([[0.5, 0.3, 0.1, 0.06, 0.04]], np.float32))
     top2 = choose([SamplingParams(seed=0, top_k=2)], logits, steps=400)
