@@ -1,4 +1,4 @@
-"""``python -m training train|evaluate|export|report|share-weights|quantize``.
+"""``python -m training train|evaluate|export|report|share-weights|quantize|ensemble``.
 
     python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--resume] [--seed=3]
     python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
@@ -6,6 +6,7 @@
     python -m training report [--models-dir models] [--output docs/models.md]
     python -m training share-weights models/generation-lstm [--weights-file weights.bin]
     python -m training quantize --model models/generation-lstm [--export.KEY=V]
+    python -m training ensemble --name sentiment-lstm-x5 runs/sentiment-lstm-s1{3,4,5,6,7}/best.pt [--default]
 
 Overrides after the named options use dotted config paths and are validated against the task's schema.
 ``--resume`` continues an interrupted run from ``runs/<name>/checkpoint.pt`` (see ``Trainer.fit``).
@@ -157,6 +158,17 @@ def main(argv: list[str] | None = None) -> int:
         help="fp32-or-int8 choice (export.quantize rule) for a model exported in fp32; rewrites its graphs",
     )
     p_quantize.add_argument("--model", type=Path, required=True, help="models/<name> (its newest version)")
+    p_ensemble = sub.add_parser(
+        "ensemble", help="one model from separately trained runs (training.ensemble); runs/<name>/best.pt"
+    )
+    p_ensemble.add_argument("checkpoints", type=Path, nargs="+", help="best.pt of each run (same config)")
+    p_ensemble.add_argument("--name", required=True, help="the ensemble's run and model name")
+    p_ensemble.add_argument(
+        "--default",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mark the exported model as its task's default (or not); default: as the first run's config",
+    )
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if rest and args.command not in ("train", "export", "quantize"):
@@ -180,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             return share_weights(args.path, args.weights_file)
         elif args.command == "quantize":
             return quantize_exported(args.model, settings, rest)
+        elif args.command == "ensemble":
+            from training.ensemble import merge_checkpoints
+
+            checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default)
+            print(json.dumps(checkpoint["metrics"], indent=2))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -81,7 +81,7 @@ class RunProgress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary name, then rename: an interruption never leaves a truncated file."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -164,7 +164,7 @@ class Trainer:
         generator: torch.Generator,
         data: dict[str, Any],
     ) -> None:
-        _atomic_save(
+        atomic_save(
             {
                 "task": self.task.name,
                 "config": self.config.model_dump(mode="json"),
@@ -346,7 +346,7 @@ class Trainer:
             "command": " ".join(["python -m training", *sys.argv[1:]]),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
-        _atomic_save(checkpoint, self.run_dir / BEST_FILE)
+        atomic_save(checkpoint, self.run_dir / BEST_FILE)
         summary = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "task_state")}
         (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         plot_history(self.history, metric, self.run_dir / "training.png", title=self.config.name)

@@ -1,0 +1,72 @@
+"""``python -m training ensemble``: separately trained runs become one model that averages its members."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.manifest import ModelManifest, version_dirs
+from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES
+from tests.training.test_cli import CONFIG
+from tests.utils.model_factory import write_sentiment_splits
+from training.cli import load_checkpoint, main
+from training.export import ort_session
+from training.settings import get_training_settings
+
+
+@pytest.fixture
+def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three runs of one config: seeds 1 and 2, and seed 3 with another hidden size."""
+    write_sentiment_splits(tmp_path / "data" / "sentiment", train=200, dev=32, test=32)
+    (tmp_path / "cli.toml").write_text(CONFIG)
+    for key, sub in (("DATA_DIR", "data"), ("RUNS_DIR", "runs"), ("MODELS_DIR", "models")):
+        monkeypatch.setenv(f"RNNSERVE_{key}", str(tmp_path / sub))
+    get_training_settings.cache_clear()
+    config = str(tmp_path / "cli.toml")
+    for seed, extra in ((1, []), (2, []), (3, ["--model.hidden_size=6"])):
+        assert main(["train", "--config", config, f"--seed={seed}", f"--name=s{seed}", *extra]) == 0
+    yield tmp_path / "runs"
+    get_training_settings.cache_clear()
+
+
+def test_ensemble_averages_its_members_and_exports(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    members = [runs / f"s{seed}" / "best.pt" for seed in (1, 2)]
+    capsys.readouterr()
+    assert main(["ensemble", "--name", "duo", *map(str, members), "--default"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    settings = get_training_settings()
+    task, duo, checkpoint = load_checkpoint(runs / "duo" / "best.pt", settings)
+    assert checkpoint["model_args"]["members"] == 2 and len(checkpoint["members"]) == 2
+    assert [m["seed"] for m in checkpoint["members"]] == [1, 2]
+    assert printed["dev"]["accuracy"] == checkpoint["metrics"]["dev"]["accuracy"]
+
+    task.load_data()
+    feeds = task.codec.collate([task.codec.encode(t) for t in ("a fine film", "dull , dull , dull", "ok")])
+    inputs = [torch.from_numpy(feeds[k]) for k in (INPUT_IDS, LENGTHS)]
+    with torch.no_grad():
+        alone = [torch.softmax(load_checkpoint(p, settings)[1](*inputs), -1) for p in members]
+        together = torch.softmax(duo(*inputs), -1)
+    torch.testing.assert_close(together, (alone[0] + alone[1]) / 2)
+    assert task.evaluate(duo, "dev")["accuracy"] == checkpoint["metrics"]["dev"]["accuracy"]
+
+    assert main(["export", "--checkpoint", str(runs / "duo" / "best.pt")]) == 0
+    model_dir = settings.models_dir / "duo"
+    manifest = ModelManifest.load(model_dir)
+    assert manifest.default and manifest.architecture["members"] == 2
+    assert manifest.description.startswith("Ensemble of 2 separately trained runs")
+    (_, version_dir), *_ = version_dirs(model_dir)
+    served = ort_session(version_dir / manifest.graphs["model"].file).run([PROBABILITIES], feeds)[0]
+    np.testing.assert_allclose(served, together.numpy(), atol=1e-5)
+
+
+def test_runs_that_differ_cannot_form_an_ensemble(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = [str(runs / "s1" / "best.pt"), str(runs / "s3" / "best.pt")]
+    assert main(["ensemble", "--name", "bad", *other]) == 2
+    error = capsys.readouterr().err
+    assert "cannot join" in error and "model arguments" in error and "model.hidden_size" in error
+    assert main(["ensemble", "--name", "one", str(runs / "s1" / "best.pt")]) == 2
+    assert not (runs / "bad").exists() and not (runs / "one").exists()

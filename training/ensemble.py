@@ -1,0 +1,159 @@
+"""Ensembles of separately trained runs, as one model: ``python -m training ensemble``.
+
+    python -m training ensemble --name sentiment-lstm-x5 runs/sentiment-lstm-s1{3,4,5,6,7}/best.pt
+
+Every member is an ordinary run (``python -m training train`` with its own seed and its own early stopping
+on dev). This puts the runs side by side in the task's ensemble form (``model.members = K``: sentiment
+averages the members' probabilities, NER their emission and CRF scores), so the exported graph keeps the
+single-model contract and the service needs nothing new. The runs must agree on everything but the
+seed and run bookkeeping: task, model arguments, vocabularies and training data. The result is evaluated
+on every split and saved as ``runs/<name>/best.pt``, which ``python -m training export`` ships.
+
+Training members apart rather than jointly (``model.members`` in one run) lets each member stop at its
+own best dev epoch; a joint run stops all of them at the ensemble's best epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import ConfigError
+from training.machine import machine_description
+from training.settings import TrainingSettings
+from training.trainer import BEST_FILE, atomic_save
+
+log = logging.getLogger(__name__)
+
+_MEMBER_KEY = re.compile(r"^members\.(\d+)\.(.*)$")
+#: config entries that may differ between the members of one ensemble
+_BOOKKEEPING = {"name", "seed", "trainer.threads", "trainer.progress", "export.name", "export.description"}
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _member_states(state_dict: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """A checkpoint's members' own state dicts (a pre-ensemble checkpoint is one member)."""
+    members: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        match = _MEMBER_KEY.match(key)
+        index, rest = (int(match[1]), match[2]) if match else (0, key)
+        members.setdefault(index, {})[rest] = value
+    return [members[i] for i in sorted(members)]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _check_compatible(checkpoints: Sequence[dict[str, Any]], paths: Sequence[Path]) -> None:
+    first, first_path = checkpoints[0], paths[0]
+    if "members" not in first["model_args"]:
+        raise ConfigError(f"the {first['task']!r} task has no ensemble form (no model.members)")
+    base_args = {k: v for k, v in first["model_args"].items() if k != "members"}
+    base_config = {k: v for k, v in _flat(first["config"]).items() if k not in _BOOKKEEPING}
+    for checkpoint, path in zip(checkpoints[1:], paths[1:], strict=True):
+        problems = []
+        if checkpoint["task"] != first["task"]:
+            problems.append(f"task {checkpoint['task']!r} vs {first['task']!r}")
+        if {k: v for k, v in checkpoint["model_args"].items() if k != "members"} != base_args:
+            problems.append("model arguments")
+        config = {k: v for k, v in _flat(checkpoint["config"]).items() if k not in _BOOKKEEPING}
+        if config != base_config:
+            keys = config.keys() | base_config.keys()
+            differ = sorted(k for k in keys if config.get(k) != base_config.get(k))
+            problems.append(f"config ({', '.join(differ)})")
+        if _canonical(checkpoint["task_state"]) != _canonical(first["task_state"]):
+            problems.append("vocabularies / labels")
+        if checkpoint["data"] != first["data"]:
+            problems.append("training data")
+        if problems:
+            raise ConfigError(f"{path} cannot join {first_path}: different {'; '.join(problems)}")
+
+
+def merge_checkpoints(
+    paths: Sequence[Path], name: str, settings: TrainingSettings, default: bool | None = None
+) -> dict[str, Any]:
+    """The ensemble of the runs at ``paths``: evaluated, saved as ``runs/<name>/best.pt``, and returned."""
+    from training.tasks import get_task
+
+    if len(paths) < 2:
+        raise ConfigError("an ensemble needs at least two checkpoints")
+    checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    _check_compatible(checkpoints, paths)
+    first = checkpoints[0]
+    states = [state for checkpoint in checkpoints for state in _member_states(checkpoint["state_dict"])]
+    state_dict = {f"members.{i}.{k}": v for i, state in enumerate(states) for k, v in state.items()}
+    model_args = {**first["model_args"], "members": len(states)}
+
+    config = json.loads(json.dumps(first["config"]))
+    config["name"] = name
+    config["model"]["members"] = len(states)
+    export = config.setdefault("export", {})
+    export["name"] = name
+    described = export.get("description", "")
+    export["description"] = f"Ensemble of {len(states)} separately trained runs: {described}"
+    if default is not None:
+        export["default"] = default
+
+    task_cls = get_task(first["task"])
+    task = task_cls.from_checkpoint({**first, "config": config}, settings)
+    task.load_data()
+    model = task.build_model(model_args)
+    model.load_state_dict(state_dict)
+    model.eval()
+    metrics = {split: task.evaluate(model, split) for split in task.eval_splits()}
+    selection = first["selection_metric"]
+    members = [
+        {
+            "checkpoint": str(path),
+            "seed": c["seed"],
+            "best_epoch": c["best_epoch"],
+            "epochs_run": c["epochs_run"],
+            "command": c["command"],
+            "metrics": c["metrics"],
+        }
+        for c, path in zip(checkpoints, paths, strict=True)
+    ]
+    checkpoint = {
+        "task": first["task"],
+        "config": config,
+        "model_args": model_args,
+        "task_state": first["task_state"],
+        "state_dict": state_dict,
+        "selection_metric": selection,
+        "best_metric": metrics["dev"][selection],
+        "best_epoch": max(c["best_epoch"] for c in checkpoints),
+        "epochs_run": sum(c["epochs_run"] for c in checkpoints),
+        "train_time_s": sum(c["train_time_s"] for c in checkpoints),
+        "history": [],
+        "metrics": metrics,
+        "data": first["data"],
+        "seed": first["seed"],
+        "machine": machine_description(),
+        "command": " ".join(["python -m training", *sys.argv[1:]]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "members": members,
+    }
+    run_dir = settings.runs_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save(checkpoint, run_dir / BEST_FILE)
+    summary = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "task_state")}
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("%s: %d members, dev %s %.4f", name, len(states), selection, metrics["dev"][selection])
+    return checkpoint
