@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ensemble":
             from training.ensemble import merge_checkpoints
 
-            checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default)
+            command = " ".join(["python -m training", *(sys.argv[1:] if argv is None else argv)])
+            checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default, command)
             print(json.dumps(checkpoint["metrics"], indent=2))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

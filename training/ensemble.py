@@ -87,9 +87,14 @@ def _check_compatible(checkpoints: Sequence[dict[str, Any]], paths: Sequence[Pat
 
 
 def merge_checkpoints(
-    paths: Sequence[Path], name: str, settings: TrainingSettings, default: bool | None = None
+    paths: Sequence[Path],
+    name: str,
+    settings: TrainingSettings,
+    default: bool | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """The ensemble of the runs at ``paths``: evaluated, saved as ``runs/<name>/best.pt``, and returned."""
+    """The ensemble of the runs at ``paths``: evaluated, saved as ``runs/<name>/best.pt``, and returned.
+    ``command`` is how it was invoked (recorded after the members' own training commands)."""
     from training.tasks import get_task
 
     if len(paths) < 2:
@@ -146,7 +151,10 @@ def merge_checkpoints(
         "data": first["data"],
         "seed": first["seed"],
         "machine": machine_description(),
-        "command": " ".join(["python -m training", *sys.argv[1:]]),
+        # the whole recipe: each member's training command, then this one
+        "command": " && ".join(
+            [*(c["command"] for c in checkpoints), command or " ".join(["python -m training", *sys.argv[1:]])]
+        ),
         "parameters": sum(p.numel() for p in model.parameters()),
         "members": members,
     }

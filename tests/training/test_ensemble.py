@@ -42,6 +42,10 @@ def test_ensemble_averages_its_members_and_exports(runs: Path, capsys: pytest.Ca
     task, duo, checkpoint = load_checkpoint(runs / "duo" / "best.pt", settings)
     assert checkpoint["model_args"]["members"] == 2 and len(checkpoint["members"]) == 2
     assert [m["seed"] for m in checkpoint["members"]] == [1, 2]
+    assert (
+        checkpoint["command"].count(" && ") == 2  # each member's command, then the ensemble's
+        and checkpoint["command"].endswith(f"ensemble --name duo {members[0]} {members[1]} --default")
+    )
     assert printed["dev"]["accuracy"] == checkpoint["metrics"]["dev"]["accuracy"]
 
     task.load_data()
