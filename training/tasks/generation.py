@@ -219,7 +219,9 @@ class GenerationTask(TrainingTask):
         feed |= {name: np.zeros(shape, np.float32) for name in options["state_names"]}
         latency = measure_latency_ms(version_dir / manifest.graphs["step"].file, feed)
         arch = manifest.architecture
-        row["model"] += f" {arch['num_layers']}×{arch['cell'].upper()} {arch['hidden_size']}"
+        row["model"] += (
+            f" {arch['num_layers']}×{arch['cell'].upper()} {arch['hidden_size']}, {manifest.precision}"
+        )
         row["validation loss (nats/char)"] = f"{dev['loss']:.3f}" if "loss" in dev else "—"
         row["window loss"] = f"{dev['window_loss']:.3f}" if "window_loss" in dev else "—"
         row["training time"] = (
