@@ -52,7 +52,11 @@ class BatchChooser:
         self.top_k = np.array([p.top_k for p in params], dtype=np.int64)
         self.top_p = np.array([p.top_p for p in params], dtype=np.float64)
         self.greedy = self.temperature == 0
+        self.any_greedy = bool(self.greedy.any())
         self.any_filter = bool((self.top_k > 0).any() or (self.top_p < 1).any())
+        self._rngs = [c.rng for c in self.choosers]
+        # 1 / temperature as a column (greedy rows: 1; they never sample)
+        self._inverse_temperature = (1.0 / np.where(self.greedy, 1.0, self.temperature))[:, None]
 
     def __len__(self) -> int:
         return len(self.choosers)
@@ -66,26 +70,47 @@ class BatchChooser:
     def __call__(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``logits [B, V]`` -> next token ids ``[B]`` (int64); with ``rows``, only for those rows (the
         others' generators are not drawn from: rows still reading their prompt sample nothing)."""
-        index = np.arange(len(self.choosers)) if rows is None else np.asarray(rows, dtype=np.int64)
-        scores = (logits if rows is None else logits[index]).astype(np.float64)
+        if rows is None and not self.any_greedy:
+            return self._sample_every_row(logits)
+        if rows is None:
+            scores = logits.astype(np.float64)
+            greedy = self.greedy
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            scores = logits[rows].astype(np.float64)
+            greedy = self.greedy[rows]
         if self.banned_ids.size:
             scores[:, self.banned_ids] = -np.inf
         chosen = np.argmax(scores, axis=1)
-        sample = ~self.greedy[index]
-        if not sample.any():
+        if greedy.all():
             return chosen
-        local = np.flatnonzero(sample)
-        owners = index[local]
-        scaled = scores[local] / self.temperature[owners, None]
+        local = np.flatnonzero(~greedy)
+        owners = local if rows is None else rows[local]
+        scaled = scores[local] * self._inverse_temperature[owners]
         if self.any_filter:
             scaled = self._filter(scaled, self.top_k[owners], self.top_p[owners])
         scaled -= scaled.max(axis=1, keepdims=True)
-        probs = np.exp(scaled)
-        cdf = np.cumsum(probs, axis=1)
-        uniform = np.array([self.choosers[i].rng.random() for i in owners]) * cdf[:, -1]
-        picked = (cdf <= uniform[:, None]).sum(axis=1)
+        cdf = np.cumsum(np.exp(scaled), axis=1)
+        rngs = self._rngs
+        uniform = np.fromiter((rngs[i].random() for i in owners.tolist()), np.float64, len(owners))
+        picked = (cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1)
         chosen[local] = np.minimum(picked, scores.shape[1] - 1)
         return chosen
+
+    def _sample_every_row(self, logits: np.ndarray) -> np.ndarray:
+        """``__call__`` when no row is greedy (the common case under load): the same draws and choices,
+        in fewer numpy calls (each costs microseconds on a [16, 65] array, per step)."""
+        scaled = logits * self._inverse_temperature  # float64, like the general path
+        if self.banned_ids.size:
+            scaled[:, self.banned_ids] = -np.inf
+        if self.any_filter:
+            scaled = self._filter(scaled, self.top_k, self.top_p)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        cdf = np.cumsum(np.exp(scaled), axis=1)
+        rngs = self._rngs
+        uniform = np.fromiter((rng.random() for rng in rngs), np.float64, len(rngs))
+        picked = (cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1)
+        return np.minimum(picked, logits.shape[1] - 1)
 
     @staticmethod
     def _filter(scaled: np.ndarray, top_k: np.ndarray, top_p: np.ndarray) -> np.ndarray:

@@ -359,7 +359,9 @@ class GenerationScheduler:
         reading = [row for row, r in enumerate(requests) if r.fed < len(r.prompt_ids)]
         if reading:
             # Rows still reading their prompt take its next token and sample nothing.
-            sampled_rows = np.setdiff1d(np.arange(len(batch)), reading)
+            sampled = np.ones(len(batch), dtype=bool)
+            sampled[reading] = False
+            sampled_rows = np.flatnonzero(sampled)
             tokens = batch.tokens.copy()
             for row in reading:
                 request = requests[row]

@@ -32,6 +32,8 @@ def test_load_generator_counts_tokens_and_first_events(tiny_generation, tmp_path
         "duration_s": 1.0,
         "warmup_s": 0.2,
         "in_process_ort": {"1": 100.0, "16": 1000.0},
+        "in_process_ort_same_settings_batch16": 950.0,
+        "same_settings_threads": "1",
         "server_env": "defaults",
         "in_process_ort_per_cpu_s_batch16": 2000.0,
         "in_process_batch16_all": [1000.0, 900.0],
@@ -42,3 +44,4 @@ def test_load_generator_counts_tokens_and_first_events(tiny_generation, tmp_path
     write_doc(doc, results, "python -m loadtest.bench_generate")
     written = doc.read_text()
     assert "16 clients, streaming (SSE)" in written and "| x | 3.50 | ≥ 3.00 | yes |" in written
+    assert "(1 intra-op\nthread), the bar's reference: batch 16 950 tokens/s" in written
