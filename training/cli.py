@@ -38,7 +38,12 @@ def load_experiment(config_path: Path, overrides: list[str]):
 
 
 def train(
-    config_path: Path, overrides: list[str], settings: TrainingSettings, export: bool, resume: bool = False
+    config_path: Path,
+    overrides: list[str],
+    settings: TrainingSettings,
+    export: bool,
+    resume: bool = False,
+    command: str | None = None,
 ) -> dict[str, Any]:
     from training.trainer import Trainer
 
@@ -46,6 +51,8 @@ def train(
     task = task_cls(config, settings)
     task.load_data()
     trainer = Trainer.for_task(task, settings.runs_dir / config.name)
+    if command:
+        trainer.command = command
     model = trainer.model
     log.info("%s: %d parameters", config.name, sum(p.numel() for p in model.parameters()))
     checkpoint = trainer.fit(resume=resume)
@@ -174,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command not in ("train", "export", "quantize"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     settings = get_training_settings()
+    command = " ".join(["python -m training", *(sys.argv[1:] if argv is None else argv)])
     try:
         if args.command == "train":
-            train(args.config, rest, settings, args.export, args.resume)
+            train(args.config, rest, settings, args.export, args.resume, command)
         elif args.command == "evaluate":
             task, model, _ = load_checkpoint(args.checkpoint, settings)
             task.load_data()
@@ -195,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ensemble":
             from training.ensemble import merge_checkpoints
 
-            command = " ".join(["python -m training", *(sys.argv[1:] if argv is None else argv)])
             checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default, command)
             print(json.dumps(checkpoint["metrics"], indent=2))
     except ConfigError as exc:

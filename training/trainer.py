@@ -138,6 +138,8 @@ class Trainer:
         self.cfg = config.trainer
         self.run_dir = run_dir
         self.history: list[dict[str, Any]] = []
+        # how the run was started, recorded in best.pt (the CLI sets it; this process's argv otherwise)
+        self.command = " ".join(["python -m training", *sys.argv[1:]])
 
     @classmethod
     def for_task(cls, task: TrainingTask, run_dir: Path) -> Trainer:
@@ -343,7 +345,7 @@ class Trainer:
             "data": data,
             "seed": self.config.seed,
             "machine": machine_description(),
-            "command": " ".join(["python -m training", *sys.argv[1:]]),
+            "command": self.command,
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
         atomic_save(checkpoint, self.run_dir / BEST_FILE)

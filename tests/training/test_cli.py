@@ -55,6 +55,8 @@ def test_train_export_evaluate(workspace: Path, capsys: pytest.CaptureFixture[st
     assert main(["train", "--config", config, "--export", "--trainer.epochs=1", "--model.hidden_size=8"]) == 0
     manifest = ModelManifest.load(workspace / "models" / "cli-tiny")
     assert manifest.training.config["trainer"]["epochs"] == 1
+    recorded = f"python -m training train --config {config} --export --trainer.epochs=1 --model.hidden_size=8"
+    assert manifest.training.command == recorded
     assert manifest.architecture["encoder"]["hidden_size"] == 8
     assert manifest.training.data["train"]["rows"] == 200
     metrics = json.loads((workspace / "runs" / "cli-tiny" / "metrics.json").read_text())

@@ -43,7 +43,8 @@ def test_ensemble_averages_its_members_and_exports(runs: Path, capsys: pytest.Ca
     assert checkpoint["model_args"]["members"] == 2 and len(checkpoint["members"]) == 2
     assert [m["seed"] for m in checkpoint["members"]] == [1, 2]
     assert (
-        checkpoint["command"].count(" && ") == 2  # each member's command, then the ensemble's
+        checkpoint["command"].count("python -m training train --config") == 2  # each member's, then
+        and checkpoint["command"].count(" && ") == 2
         and checkpoint["command"].endswith(f"ensemble --name duo {members[0]} {members[1]} --default")
     )
     assert printed["dev"]["accuracy"] == checkpoint["metrics"]["dev"]["accuracy"]
