@@ -98,6 +98,11 @@ class GenerationTask(TrainingTask):
         "(`training.tasks.generation_train`, since "
         "folded into the generic trainer); the same configuration now trains with "
         "`python -m training train --config training/configs/generation_lstm.toml --export [--resume]`.",
+        "Both models were exported in fp32 and quantized afterwards (their checkpoints were gone) with "
+        "`python -m training quantize --model models/<name> --export.quantize_max_drop=0.01 "
+        "--export.quantize_tolerance=0.25` (the configs' values): weight-only int8; each manifest's "
+        "`quantization` record holds the command and the fp32 and int8 dev losses. A new export chooses "
+        "fp32 or int8 by the same rule itself.",
     )
 
     config: GenerationConfig
