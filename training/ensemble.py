@@ -28,23 +28,20 @@ import torch
 from training.config import ConfigError
 from training.machine import machine_description
 from training.settings import TrainingSettings
-from training.trainer import BEST_FILE, atomic_save
+from training.trainer import config_differences, save_run, without_paths
 
 log = logging.getLogger(__name__)
 
 _MEMBER_KEY = re.compile(r"^members\.(\d+)\.(.*)$")
 #: config entries that may differ between the members of one ensemble
-_BOOKKEEPING = {"name", "seed", "trainer.threads", "trainer.progress", "export.name", "export.description"}
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+_BOOKKEEPING: tuple[tuple[str, ...], ...] = (
+    ("name",),
+    ("seed",),
+    ("trainer", "threads"),
+    ("trainer", "progress"),
+    ("export", "name"),
+    ("export", "description"),
+)
 
 
 def _member_states(state_dict: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -57,28 +54,22 @@ def _member_states(state_dict: dict[str, torch.Tensor]) -> list[dict[str, torch.
     return [members[i] for i in sorted(members)]
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
 def _check_compatible(checkpoints: Sequence[dict[str, Any]], paths: Sequence[Path]) -> None:
     first, first_path = checkpoints[0], paths[0]
     if "members" not in first["model_args"]:
         raise ConfigError(f"the {first['task']!r} task has no ensemble form (no model.members)")
     base_args = {k: v for k, v in first["model_args"].items() if k != "members"}
-    base_config = {k: v for k, v in _flat(first["config"]).items() if k not in _BOOKKEEPING}
+    base_config = without_paths(first["config"], _BOOKKEEPING)
     for checkpoint, path in zip(checkpoints[1:], paths[1:], strict=True):
         problems = []
         if checkpoint["task"] != first["task"]:
             problems.append(f"task {checkpoint['task']!r} vs {first['task']!r}")
         if {k: v for k, v in checkpoint["model_args"].items() if k != "members"} != base_args:
             problems.append("model arguments")
-        config = {k: v for k, v in _flat(checkpoint["config"]).items() if k not in _BOOKKEEPING}
-        if config != base_config:
-            keys = config.keys() | base_config.keys()
-            differ = sorted(k for k in keys if config.get(k) != base_config.get(k))
-            problems.append(f"config ({', '.join(differ)})")
-        if _canonical(checkpoint["task_state"]) != _canonical(first["task_state"]):
+        changed = config_differences(base_config, without_paths(checkpoint["config"], _BOOKKEEPING))
+        if changed:
+            problems.append(f"config ({'; '.join(changed)})")
+        if checkpoint["task_state"] != first["task_state"]:
             problems.append("vocabularies / labels")
         if checkpoint["data"] != first["data"]:
             problems.append("training data")
@@ -158,10 +149,6 @@ def merge_checkpoints(
         "parameters": sum(p.numel() for p in model.parameters()),
         "members": members,
     }
-    run_dir = settings.runs_dir / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save(checkpoint, run_dir / BEST_FILE)
-    summary = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "task_state")}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    save_run(checkpoint, settings.runs_dir / name)
     log.info("%s: %d members, dev %s %.4f", name, len(states), selection, metrics["dev"][selection])
     return checkpoint

@@ -88,7 +88,16 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _without(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+def save_run(checkpoint: dict[str, Any], run_dir: Path) -> None:
+    """A finished run's ``best.pt`` and ``metrics.json`` (the checkpoint without weights and vocabularies)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save(checkpoint, run_dir / BEST_FILE)
+    summary = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "task_state")}
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def without_paths(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    """A deep copy of ``data`` without the entries at ``paths`` (tuples of nested keys)."""
     data = json.loads(json.dumps(data))
     for path in paths:
         node = data
@@ -98,13 +107,13 @@ def _without(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[s
     return data
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ, as ``key: old -> new``."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [
             line
             for key in sorted(old.keys() | new.keys())
-            for line in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            for line in config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
         ]
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
@@ -195,11 +204,11 @@ class Trainer:
                 f"{self.checkpoint_path} is not a resumable checkpoint of this trainer (an older loop's?); "
                 "train without --resume to start afresh (overwriting it)."
             )
-        changed = _differences(
-            _without(saved["config"], RESUME_INDIFFERENT),
-            _without(self.config.model_dump(mode="json"), RESUME_INDIFFERENT),
+        changed = config_differences(
+            without_paths(saved["config"], RESUME_INDIFFERENT),
+            without_paths(self.config.model_dump(mode="json"), RESUME_INDIFFERENT),
         )
-        data_changed = _differences(_data_identity(saved["data"]), _data_identity(data))
+        data_changed = config_differences(_data_identity(saved["data"]), _data_identity(data))
         changed += [f"data {line}" for line in data_changed]
         if changed:
             raise ConfigError(
@@ -348,9 +357,7 @@ class Trainer:
             "command": self.command,
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
-        atomic_save(checkpoint, self.run_dir / BEST_FILE)
-        summary = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "task_state")}
-        (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        save_run(checkpoint, self.run_dir)
         plot_history(self.history, metric, self.run_dir / "training.png", title=self.config.name)
         self.checkpoint_path.unlink(missing_ok=True)
         return checkpoint
