@@ -86,15 +86,7 @@ class BatchChooser:
             return chosen
         local = np.flatnonzero(~greedy)
         owners = local if rows is None else rows[local]
-        scaled = scores[local] * self._inverse_temperature[owners]
-        if self.any_filter:
-            scaled = self._filter(scaled, self.top_k[owners], self.top_p[owners])
-        scaled -= scaled.max(axis=1, keepdims=True)
-        cdf = np.cumsum(np.exp(scaled), axis=1)
-        rngs = self._rngs
-        uniform = np.fromiter((rngs[i].random() for i in owners.tolist()), np.float64, len(owners))
-        picked = (cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1)
-        chosen[local] = np.minimum(picked, scores.shape[1] - 1)
+        chosen[local] = self._sample(scores[local] * self._inverse_temperature[owners], owners)
         return chosen
 
     def _sample_every_row(self, logits: np.ndarray) -> np.ndarray:
@@ -103,14 +95,23 @@ class BatchChooser:
         scaled = logits * self._inverse_temperature  # float64, like the general path
         if self.banned_ids.size:
             scaled[:, self.banned_ids] = -np.inf
+        return self._sample(scaled, None)
+
+    def _sample(self, scaled: np.ndarray, owners: np.ndarray | None) -> np.ndarray:
+        """One token per row of ``scaled`` (logits / temperature, banned ids at -inf), drawn with one uniform
+        number from the generator of each row's request (``owners``: their rows; None: every row)."""
+        if owners is None:
+            top_k, top_p, rngs = self.top_k, self.top_p, self._rngs
+        else:
+            top_k, top_p = self.top_k[owners], self.top_p[owners]
+            rngs = [self._rngs[i] for i in owners.tolist()]
         if self.any_filter:
-            scaled = self._filter(scaled, self.top_k, self.top_p)
+            scaled = self._filter(scaled, top_k, top_p)
         scaled -= scaled.max(axis=1, keepdims=True)
         cdf = np.cumsum(np.exp(scaled), axis=1)
-        rngs = self._rngs
         uniform = np.fromiter((rng.random() for rng in rngs), np.float64, len(rngs))
         picked = (cdf <= (uniform * cdf[:, -1])[:, None]).sum(axis=1)
-        return np.minimum(picked, logits.shape[1] - 1)
+        return np.minimum(picked, scaled.shape[1] - 1)
 
     @staticmethod
     def _filter(scaled: np.ndarray, top_k: np.ndarray, top_p: np.ndarray) -> np.ndarray:
