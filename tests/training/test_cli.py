@@ -9,45 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.manifest import ModelManifest
-from tests.utils.model_factory import write_sentiment_splits
 from training.cli import main
 from training.report import build_report
-from training.settings import get_training_settings
-
-CONFIG = """
-task = "sentiment"
-name = "cli-tiny"
-seed = 1
-[data]
-train = "sentiment/train.tsv"
-dev = "sentiment/dev.tsv"
-test = "sentiment/test.tsv"
-[model]
-cell = "gru"
-embedding_dim = 12
-hidden_size = 10
-pooling = "attention"
-[trainer]
-epochs = 2
-batch_size = 16
-lr = 1e-2
-progress = false
-[export]
-name = "cli-tiny"
-quantize = "never"
-parity_examples = 32
-"""
-
-
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_sentiment_splits(tmp_path / "data" / "sentiment", train=200, dev=32, test=32)
-    (tmp_path / "cli.toml").write_text(CONFIG)
-    for key, sub in (("DATA_DIR", "data"), ("RUNS_DIR", "runs"), ("MODELS_DIR", "models")):
-        monkeypatch.setenv(f"RNNSERVE_{key}", str(tmp_path / sub))
-    get_training_settings.cache_clear()
-    yield tmp_path
-    get_training_settings.cache_clear()
 
 
 def test_train_export_evaluate(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,26 +11,18 @@ import torch
 
 from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES
-from tests.training.test_cli import CONFIG
-from tests.utils.model_factory import write_sentiment_splits
 from training.cli import load_checkpoint, main
 from training.export import ort_session
 from training.settings import get_training_settings
 
 
 @pytest.fixture
-def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def runs(workspace: Path) -> Path:
     """Three runs of one config: seeds 1 and 2, and seed 3 with another hidden size."""
-    write_sentiment_splits(tmp_path / "data" / "sentiment", train=200, dev=32, test=32)
-    (tmp_path / "cli.toml").write_text(CONFIG)
-    for key, sub in (("DATA_DIR", "data"), ("RUNS_DIR", "runs"), ("MODELS_DIR", "models")):
-        monkeypatch.setenv(f"RNNSERVE_{key}", str(tmp_path / sub))
-    get_training_settings.cache_clear()
-    config = str(tmp_path / "cli.toml")
+    config = str(workspace / "cli.toml")
     for seed, extra in ((1, []), (2, []), (3, ["--model.hidden_size=6"])):
         assert main(["train", "--config", config, f"--seed={seed}", f"--name=s{seed}", *extra]) == 0
-    yield tmp_path / "runs"
-    get_training_settings.cache_clear()
+    return workspace / "runs"
 
 
 def test_ensemble_averages_its_members_and_exports(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
