@@ -218,7 +218,7 @@ class GenerationTask(TrainingTask):
         dev = manifest.metrics.get("dev", {})
         training = manifest.training
         options = manifest.task_options
-        version_dir = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        _, version_dir = version_dirs(model_dir)[-1]
         shape = (options["num_layers"], 1, options["hidden_size"])
         feed = {"input_ids": np.array([4], dtype=np.int64)}
         feed |= {name: np.zeros(shape, np.float32) for name in options["state_names"]}
