@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.config import ConfigError, build_config, load_config_data
+from training.config import ConfigError, build_config, load_config_data, require_export_overrides
 from training.settings import REPO_ROOT, TrainingSettings, get_training_settings
 
 log = logging.getLogger("training")
@@ -78,9 +78,7 @@ def load_checkpoint(path: Path, settings: TrainingSettings, export_overrides: li
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     task_cls = get_task(checkpoint["task"])
     if export_overrides:
-        bad = [o for o in export_overrides if not o.startswith("--export.")]
-        if bad:
-            raise ConfigError(f"export takes only --export.* overrides, got {bad}")
+        require_export_overrides(export_overrides, "export")
         config = build_config(task_cls.config_class, checkpoint["config"], export_overrides)
         checkpoint["config"] = config.model_dump(mode="json")
     task = task_cls.from_checkpoint(checkpoint, settings)

@@ -147,6 +147,13 @@ def load_config_data(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
+def require_export_overrides(overrides: Sequence[str], command: str) -> None:
+    """``command`` (re-exporting or re-quantizing a trained model) may change only how it ships."""
+    bad = [o for o in overrides if not o.startswith("--export.")]
+    if bad:
+        raise ConfigError(f"{command} takes only --export.* overrides, got {bad}")
+
+
 def build_config(
     config_class: type[ExperimentConfig], data: dict[str, Any], overrides: Sequence[str] = ()
 ) -> ExperimentConfig:

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from service.manifest import ModelManifest, QuantizationReport, TrainingInfo, version_dirs
 from service.tasks.generation import CharCodec
 from service.tasks.text import CharTokenizer, Vocab
-from training.config import ConfigError, build_config
+from training.config import build_config, require_export_overrides
 from training.export import prepare_version_dir
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.settings import TrainingSettings
@@ -379,9 +379,7 @@ class GenerationTask(TrainingTask):
     def recorded_config(cls, manifest: ModelManifest, overrides: Sequence[str] = ()) -> GenerationConfig:
         """The manifest's recorded training configuration (keys the schema dropped since are ignored;
         missing ones take the current defaults), with ``--export.*`` ``overrides``."""
-        bad = [o for o in overrides if not o.startswith("--export.")]
-        if bad:
-            raise ConfigError(f"quantize takes only --export.* overrides, got {bad}")
+        require_export_overrides(overrides, "quantize")
         recorded = manifest.training.config if manifest.training else {}
         data = _known_keys(cls.config_class, recorded)
         data.setdefault("task", cls.name)
