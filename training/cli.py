@@ -1,4 +1,4 @@
-"""``python -m training train|evaluate|export|report|share-weights|quantize|ensemble``.
+"""``python -m training train|evaluate|export|report|share-weights|quantize|ensemble|average``.
 
     python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--resume] [--seed=3]
     python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
@@ -7,6 +7,7 @@
     python -m training share-weights models/generation-lstm [--weights-file weights.bin]
     python -m training quantize --model models/generation-lstm [--export.KEY=V]
     python -m training ensemble --name sentiment-lstm-x5 runs/sentiment-lstm-s1{3,4,5,6,7}/best.pt [--default]
+    python -m training average runs/translation-gru --last 5 --name translation-gru-avg5 [--default]
 
 Overrides after the named options use dotted config paths and are validated against the task's schema.
 ``--resume`` continues an interrupted run from ``runs/<name>/checkpoint.pt`` (see ``Trainer.fit``).
@@ -168,12 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_ensemble.add_argument("checkpoints", type=Path, nargs="+", help="best.pt of each run (same config)")
     p_ensemble.add_argument("--name", required=True, help="the ensemble's run and model name")
-    p_ensemble.add_argument(
-        "--default",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mark the exported model as its task's default (or not); default: as the first run's config",
+    p_average = sub.add_parser(
+        "average",
+        help="one model from the mean weights of a run's last epochs (training.averaging; "
+        "needs trainer.keep_epochs)",
     )
+    p_average.add_argument("run", type=Path, help="runs/<name> of a finished run")
+    p_average.add_argument("--last", type=int, default=5, help="how many of its last epochs (default 5)")
+    p_average.add_argument("--name", required=True, help="the averaged model's run and model name")
+    for p in (p_ensemble, p_average):
+        p.add_argument(
+            "--default",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="mark the exported model as its task's default (or not); default: as the run's config",
+        )
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if rest and args.command not in ("train", "export", "quantize"):
@@ -202,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
             from training.ensemble import merge_checkpoints
 
             checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default, command)
+            print(json.dumps(checkpoint["metrics"], indent=2))
+        elif args.command == "average":
+            from training.averaging import average_run
+
+            checkpoint = average_run(args.run, args.last, args.name, settings, args.default, command)
             print(json.dumps(checkpoint["metrics"], indent=2))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

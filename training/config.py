@@ -43,6 +43,12 @@ class TrainerConfig(Section):
     threads: int = Field(1, ge=1, description="torch intra-op threads")
     progress: bool = True
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for smoke runs")
+    keep_epochs: int = Field(
+        0,
+        ge=0,
+        description="keep the weights of the last N epochs in runs/<name>/epochs/ "
+        "(for checkpoint averaging: python -m training average)",
+    )
 
 
 class ExportConfig(Section):

@@ -15,10 +15,8 @@ own best dev epoch; a joint run stops all of them at the ensemble's best epoch.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +24,9 @@ from typing import Any
 import torch
 
 from training.config import ConfigError
-from training.machine import machine_description
+from training.derived import recipe, renamed_config, save_derived_run
 from training.settings import TrainingSettings
-from training.trainer import config_differences, save_run, without_paths
+from training.trainer import config_differences, without_paths
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,6 @@ def merge_checkpoints(
 ) -> dict[str, Any]:
     """The ensemble of the runs at ``paths``: evaluated, saved as ``runs/<name>/best.pt``, and returned.
     ``command`` is how it was invoked (recorded after the members' own training commands)."""
-    from training.tasks import get_task
 
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two checkpoints")
@@ -96,25 +93,11 @@ def merge_checkpoints(
     states = [state for checkpoint in checkpoints for state in _member_states(checkpoint["state_dict"])]
     state_dict = {f"members.{i}.{k}": v for i, state in enumerate(states) for k, v in state.items()}
     model_args = {**first["model_args"], "members": len(states)}
-
-    config = json.loads(json.dumps(first["config"]))
-    config["name"] = name
+    described = first["config"].get("export", {}).get("description", "")
+    config = renamed_config(
+        first["config"], name, f"Ensemble of {len(states)} separately trained runs: {described}", default
+    )
     config["model"]["members"] = len(states)
-    export = config.setdefault("export", {})
-    export["name"] = name
-    described = export.get("description", "")
-    export["description"] = f"Ensemble of {len(states)} separately trained runs: {described}"
-    if default is not None:
-        export["default"] = default
-
-    task_cls = get_task(first["task"])
-    task = task_cls.from_checkpoint({**first, "config": config}, settings)
-    task.load_data()
-    model = task.build_model(model_args)
-    model.load_state_dict(state_dict)
-    model.eval()
-    metrics = {split: task.evaluate(model, split) for split in task.eval_splits()}
-    selection = first["selection_metric"]
     members = [
         {
             "checkpoint": str(path),
@@ -126,29 +109,16 @@ def merge_checkpoints(
         }
         for c, path in zip(checkpoints, paths, strict=True)
     ]
-    checkpoint = {
-        "task": first["task"],
-        "config": config,
-        "model_args": model_args,
-        "task_state": first["task_state"],
-        "state_dict": state_dict,
-        "selection_metric": selection,
-        "best_metric": metrics["dev"][selection],
-        "best_epoch": max(c["best_epoch"] for c in checkpoints),
-        "epochs_run": sum(c["epochs_run"] for c in checkpoints),
-        "train_time_s": sum(c["train_time_s"] for c in checkpoints),
-        "history": [],
-        "metrics": metrics,
-        "data": first["data"],
-        "seed": first["seed"],
-        "machine": machine_description(),
-        # the whole recipe: each member's training command, then this one
-        "command": " && ".join(
-            [*(c["command"] for c in checkpoints), command or " ".join(["python -m training", *sys.argv[1:]])]
-        ),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "members": members,
-    }
-    save_run(checkpoint, settings.runs_dir / name)
-    log.info("%s: %d members, dev %s %.4f", name, len(states), selection, metrics["dev"][selection])
-    return checkpoint
+    return save_derived_run(
+        first,
+        config,
+        model_args,
+        state_dict,
+        settings,
+        recipe(checkpoints, command),
+        best_epoch=max(c["best_epoch"] for c in checkpoints),
+        epochs_run=sum(c["epochs_run"] for c in checkpoints),
+        train_time_s=sum(c["train_time_s"] for c in checkpoints),
+        history=[],
+        members=members,
+    )

@@ -9,7 +9,9 @@ checkpoint (task, config, model_args, task_state, metric).
 
 Per run, in ``runs/<name>/``: ``best.pt``, ``metrics.json`` and ``training.png`` (train loss, dev metric and
 gradient norm per epoch); while a run is in progress also ``checkpoint.pt``, from which an interrupted run
-continues exactly (``fit(resume=True)``, ``python -m training train --config X --resume``).
+continues exactly (``fit(resume=True)``, ``python -m training train --config X --resume``); with
+``trainer.keep_epochs = N`` also ``epochs/epoch-NNN.pt``, the last N epochs' weights, which
+``python -m training average`` (:mod:`training.averaging`) averages into one model.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,10 +41,12 @@ log = logging.getLogger(__name__)
 
 BEST_FILE = "best.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
+EPOCHS_DIR = "epochs"
 #: config entries that do not change what a run computes: a checkpoint resumes across changes to them
 RESUME_INDIFFERENT: tuple[tuple[str, ...], ...] = (
     ("trainer", "progress"),
     ("trainer", "threads"),
+    ("trainer", "keep_epochs"),
     ("export",),
 )
 
@@ -222,6 +227,17 @@ class Trainer:
         restore_rng_states(saved["rng"], generator)
         return RunProgress(**saved["progress"]), saved["best_state"]
 
+    def _keep_epoch(self, epoch: int, dev: dict[str, float]) -> None:
+        """``epochs/epoch-NNN.pt`` (weights and dev metrics) for the last ``keep_epochs`` epochs."""
+        folder = self.run_dir / EPOCHS_DIR
+        folder.mkdir(exist_ok=True)
+        atomic_save(
+            {"epoch": epoch, "state_dict": self.model.state_dict(), "dev": dev},
+            folder / f"epoch-{epoch:03d}.pt",
+        )
+        for old in sorted(folder.glob("epoch-*.pt"))[: -self.cfg.keep_epochs]:
+            old.unlink()
+
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Trains, keeps the best dev epoch, writes ``best.pt``/metrics/plot; returns the ``best.pt`` dict.
 
@@ -271,6 +287,8 @@ class Trainer:
                 self.checkpoint_path,
             )
         self.history = progress.history
+        if progress.epoch == 0:  # a fresh start: no earlier run's epoch weights to average with this one's
+            shutil.rmtree(self.run_dir / EPOCHS_DIR, ignore_errors=True)
         while progress.epoch < self.cfg.epochs and progress.stale < self.cfg.patience:
             progress.epoch += 1
             epoch = progress.epoch
@@ -332,6 +350,8 @@ class Trainer:
             )
             progress.train_time_s += time.perf_counter() - epoch_start
             self._save_checkpoint(progress, best_state, optimizer, scheduler, generator, data)
+            if self.cfg.keep_epochs:
+                self._keep_epoch(epoch, dev)
             if progress.stale >= self.cfg.patience:
                 log.info("early stop: no dev improvement in %d epochs", progress.stale)
         assert best_state is not None
