@@ -19,18 +19,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import sacrebleu
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import GraphSpec, ModelManifest, QuantizationReport, TrainingInfo
+from service.manifest import GraphSpec, ModelManifest, TrainingInfo
+from service.plugins.translation import TranslationModel
 from service.tasks.text import Vocab, pad_batch
 from service.tasks.translation import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
 from service.translation.search import SearchParams, beam_search, greedy_search
 from training.batching import bucketed_batches, sorted_batches
 from training.export import graph_specs, prepare_version_dir
-from training.quantization import METHODS, quantize
+from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.readers import read_parallel
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
@@ -42,7 +44,7 @@ from training.tasks.translation_export import (
     export_graphs,
     quantized_ops,
     served_translator,
-    step_probability_diff,
+    teacher_forced_probabilities,
     torch_encode,
     torch_step,
     translate_served,
@@ -254,59 +256,37 @@ class TranslationTask(TrainingTask):
             log.info("%s, beam %d, served graphs: %s", split, beam, scores)
         return scores
 
-    def _quantize(
-        self, manifest: ModelManifest, version_dir: Path, fp32_dev: dict[str, float], tmp: Path
-    ) -> tuple[bool, dict[str, float], QuantizationReport]:
-        """int8 graphs into ``tmp``, scored like the fp32 ones: whether to ship them, their dev scores, and
-        the report."""
+    def _choose_precision(
+        self, manifest: ModelManifest, version_dir: Path, fp32: dict[str, Path]
+    ) -> PrecisionChoice:
+        """fp32 or int8 graphs by :func:`choose_precision`: dev greedy BLEU of all dev sentences through the
+        service's decoding, and next-token probabilities (teacher-forced) on ``parity_examples``."""
         cfg = self.config.export
-        for file in (ENCODER_FILE, STEP_FILE):
-            quantize(version_dir / file, tmp / file, cfg.quantize_method)
-        fp32 = served_translator(manifest, version_dir, threads=cfg.eval_threads)
-        int8 = served_translator(manifest, version_dir, tmp, threads=cfg.eval_threads)
-        int8_dev = self._served_scores(int8, "dev", (1,))
         sources = self.encoded["dev"][0][: cfg.parity_examples]
-        diff = step_probability_diff(fp32, int8, [sources[i : i + 32] for i in range(0, len(sources), 32)])
-        drop = fp32_dev["bleu"] - int8_dev["bleu"]
-        ship = cfg.quantize == "always" or drop <= cfg.quantize_max_drop
-        if cfg.quantize == "always" and diff > cfg.quantize_tolerance:
-            raise AssertionError(f"int8 differs from fp32 by {diff:.3g} > {cfg.quantize_tolerance:g}")
-        sizes = {
-            precision: {f: (folder / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)}
-            for precision, folder in (("fp32", version_dir), ("int8", tmp))
-        }
-        report = QuantizationReport(
-            method=METHODS[cfg.quantize_method],
-            max_abs_diff=diff,
-            tolerance=cfg.quantize_tolerance,
-            metrics={
-                "fp32": {f"dev_{k}": v for k, v in fp32_dev.items()} | {"size_bytes": sizes["fp32"]},
-                "int8": {f"dev_{k}": v for k, v in int8_dev.items()}
-                | {
-                    "size_bytes": sizes["int8"],
-                    "quantized_ops": {f: quantized_ops(tmp / f) for f in (ENCODER_FILE, STEP_FILE)},
-                    "weight_bytes": {f: weight_bytes(tmp / f) for f in (ENCODER_FILE, STEP_FILE)},
-                },
-                "shipped": {
-                    "graph": "int8" if ship else "fp32",
-                    "dev_bleu_drop": drop,
-                    "rule": "quantize=always: int8 whatever the drop"
-                    if cfg.quantize == "always"
-                    else f"quantize=auto: int8 if dev greedy BLEU (service decoding over ONNX Runtime, "
-                    f"all {fp32_dev['sentences']} sentences) drops <= {cfg.quantize_max_drop} points",
-                },
-            },
-            fp32_size_bytes=sum(sizes["fp32"].values()),
-        )
-        verdict = "shipped" if ship else "not shipped"
-        log.info(
-            "int8 dev bleu %.2f (fp32 %.2f), prob diff %.3g: %s",
-            int8_dev["bleu"],
-            fp32_dev["bleu"],
-            diff,
-            verdict,
-        )
-        return ship, int8_dev, report
+        targets = self.encoded["dev"][1][: cfg.parity_examples]
+
+        def served(graphs: Graphs) -> TranslationModel:
+            return served_translator(manifest, version_dir, graphs, threads=cfg.eval_threads)
+
+        def evaluate(graphs: Graphs) -> Metrics:
+            return {"dev": self._served_scores(served(graphs), "dev", (1,))}
+
+        def outputs(graphs: Graphs) -> list[np.ndarray]:
+            return teacher_forced_probabilities(served(graphs), sources, targets)
+
+        choice = choose_precision(fp32, cfg, evaluate, "bleu", outputs, "next-token probability")
+        if choice.report is not None:  # what the quantizer did, per file
+            int8 = {key: path.with_suffix(".int8.onnx") for key, path in fp32.items()}
+            files = {"encoder": ENCODER_FILE, "step": STEP_FILE}
+            for precision, graphs in (("fp32", fp32), ("int8", int8)):
+                choice.report.metrics[precision]["size_bytes"] = {
+                    files[k]: p.stat().st_size for k, p in graphs.items()
+                }
+            choice.report.metrics["int8"] |= {
+                "quantized_ops": {files[k]: quantized_ops(p) for k, p in int8.items()},
+                "weight_bytes": {files[k]: weight_bytes(p) for k, p in int8.items()},
+            }
+        return choice
 
     def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
         """fp32 graphs (parity-checked), optionally int8; every reported figure is measured on the shipped
@@ -322,52 +302,46 @@ class TranslationTask(TrainingTask):
             tokenizer = self.codec.source if side == "source" else self.codec.target
             Vocab(tokenizer.pieces()).save(version_dir / f"{side}_vocab.json")
             files.update({f"{side}_spm": f"{side}.model", f"{side}_vocab": f"{side}_vocab.json"})
-        encoder, step = export_graphs(model, version_dir)
-        sources = self.encoded["dev"][0][: cfg.parity_examples]
-        batches = [self.codec.collate(sources[i : i + 32]) for i in range(0, len(sources), 32)]
-        parity = check_graph_parity(model, encoder, step, batches, cfg.parity_tolerance)
-        manifest = ModelManifest(
-            name=cfg.name,
-            task=self.name,
-            description=cfg.description,
-            default=cfg.default,
-            architecture={
-                "type": "Seq2Seq (bi-RNN encoder, Luong attention decoder)",
-                **checkpoint["model_args"],
-            },
-            graphs=self._graph_specs(version_dir),
-            max_batch_size=cfg.max_batch_size,
-            tokenizer=self.codec.source.spec(),
-            files=files,
-            task_options={
-                "max_source_tokens": self.config.data.max_source_tokens,
-                "state_names": list(model.state_names),
-            },
-            training=TrainingInfo(
-                data=checkpoint["data"],
-                config=checkpoint["config"],
-                epochs_run=checkpoint["epochs_run"],
-                best_epoch=checkpoint["best_epoch"],
-                train_time_s=round(checkpoint["train_time_s"], 1),
-                seed=checkpoint["seed"],
-                machine=checkpoint.get("machine", ""),
-                command=checkpoint.get("command", ""),
-            ),
-            parameters=checkpoint["parameters"],
-            size_bytes=0,
-            parity=parity,
-        )
-        served = served_translator(manifest, version_dir, threads=cfg.eval_threads)
-        dev = self._served_scores(served, "dev", (1,))
-        quantization = None
-        if cfg.quantize != "never":
-            with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
-                ship, int8_dev, quantization = self._quantize(manifest, version_dir, dev, Path(tmp))
-                if ship:
-                    for file in (ENCODER_FILE, STEP_FILE):
-                        shutil.copyfile(Path(tmp) / file, version_dir / file)
-                    dev = int8_dev
-        metrics = {"dev": dev}
+        with tempfile.TemporaryDirectory(prefix="graphs-") as work:
+            encoder, step = export_graphs(model, Path(work))
+            sources = self.encoded["dev"][0][: cfg.parity_examples]
+            batches = [self.codec.collate(sources[i : i + 32]) for i in range(0, len(sources), 32)]
+            parity = check_graph_parity(model, encoder, step, batches, cfg.parity_tolerance)
+            manifest = ModelManifest(
+                name=cfg.name,
+                task=self.name,
+                description=cfg.description,
+                default=cfg.default,
+                architecture={
+                    "type": "Seq2Seq (bi-RNN encoder, Luong attention decoder)",
+                    **checkpoint["model_args"],
+                },
+                graphs=self._graph_specs(Path(work)),
+                max_batch_size=cfg.max_batch_size,
+                tokenizer=self.codec.source.spec(),
+                files=files,
+                task_options={
+                    "max_source_tokens": self.config.data.max_source_tokens,
+                    "state_names": list(model.state_names),
+                },
+                training=TrainingInfo(
+                    data=checkpoint["data"],
+                    config=checkpoint["config"],
+                    epochs_run=checkpoint["epochs_run"],
+                    best_epoch=checkpoint["best_epoch"],
+                    train_time_s=round(checkpoint["train_time_s"], 1),
+                    seed=checkpoint["seed"],
+                    machine=checkpoint.get("machine", ""),
+                    command=checkpoint.get("command", ""),
+                ),
+                parameters=checkpoint["parameters"],
+                size_bytes=0,
+                parity=parity,
+            )
+            choice = self._choose_precision(manifest, version_dir, {"encoder": encoder, "step": step})
+            for key, file in (("encoder", ENCODER_FILE), ("step", STEP_FILE)):
+                shutil.copyfile(choice.graphs[key], version_dir / file)
+        metrics = {"dev": choice.metrics["dev"]}
         if "test" in self.texts:
             served = served_translator(manifest, version_dir, threads=cfg.eval_threads)
             metrics["test"] = self._served_scores(served, "test", (1, self.config.decode.beam_size))
@@ -385,7 +359,7 @@ class TranslationTask(TrainingTask):
                 "graphs": self._graph_specs(version_dir),
                 "metrics": metrics,
                 "size_bytes": sum((version_dir / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)),
-                "quantization": quantization,
+                "quantization": choice.report,
             }
         )
         ModelManifest.model_validate(manifest.model_dump())

@@ -12,7 +12,7 @@ served model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from service.manifest import ModelManifest, ParityReport
 from service.plugins.translation import PLUGIN, TranslationModel
 from service.runtime import create_session
 from service.tasks.translation import SRC_IDS, SRC_LENGTHS
-from service.translation.search import BOS_ID, Arrays, SearchParams
+from service.translation.search import BOS_ID, EOS_ID, Arrays, SearchParams
 from training.export import export_onnx, ort_session
 from training.tasks.translation_model import EncoderGraph, Seq2Seq, step_graph
 
@@ -137,15 +137,17 @@ def check_graph_parity(
 
 # --- evaluation of exported graphs through the service's decoding ----------------------------------------
 def served_translator(
-    manifest: ModelManifest, version_dir: Path, graph_dir: Path | None = None, threads: int = 1
+    manifest: ModelManifest,
+    version_dir: Path,
+    graphs: Mapping[str, Path] | None = None,
+    threads: int = 1,
 ) -> TranslationModel:
-    """The service's ``TranslationModel`` over the graphs in ``graph_dir`` (default: ``version_dir``) and
-    the tokenizer files of ``version_dir``, built by the plug-in with the service's session options."""
+    """The service's ``TranslationModel`` over ``graphs`` (by graph key; default: the manifest's files in
+    ``version_dir``) and the tokenizer files of ``version_dir``, built by the plug-in with the service's
+    session options."""
     settings = Settings(device="cpu", ort_intra_op_threads=threads, warmup=False)
-    graph_dir = graph_dir or version_dir
-    sessions = {
-        key: create_session(graph_dir / spec.file, spec, settings) for key, spec in manifest.graphs.items()
-    }
+    paths = graphs or {key: version_dir / spec.file for key, spec in manifest.graphs.items()}
+    sessions = {key: create_session(paths[key], spec, settings) for key, spec in manifest.graphs.items()}
     version = int(version_dir.name) if version_dir.name.isdigit() else 1
     return PLUGIN.build(manifest, version, version_dir, sessions, settings)
 
@@ -166,24 +168,25 @@ def translate_served(model: TranslationModel, sources: Sequence[str], params: Se
     return out
 
 
-def step_probability_diff(
-    reference: TranslationModel,
-    other: TranslationModel,
-    batches: Sequence[Sequence[Sequence[int]]],
+def teacher_forced_probabilities(
+    model: TranslationModel,
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
     steps: int = 3,
-) -> float:
-    """Max abs difference of next-token probabilities over the first ``steps`` decoder steps, both models
-    fed the reference's greedy tokens (each from its own encoder)."""
-    worst = 0.0
-    for encoded in batches:
-        (state_a, memory_a), (state_b, memory_b) = reference.encode(encoded), other.encode(encoded)
+    batch_size: int = 32,
+) -> list[np.ndarray]:
+    """Next-token probabilities of the first ``steps`` decoder steps, fed the reference target tokens
+    (``</s>`` past a target's end): what two precisions of one model are compared on."""
+    out = []
+    for start in range(0, len(sources), batch_size):
+        encoded, gold = sources[start : start + batch_size], targets[start : start + batch_size]
+        state, memory = model.encode(encoded)
         tokens = np.full(len(encoded), BOS_ID, dtype=np.int64)
-        for _ in range(steps):
-            log_a, state_a, _ = reference.step(tokens, state_a, memory_a)
-            log_b, state_b, _ = other.step(tokens, state_b, memory_b)
-            worst = max(worst, float(np.abs(np.exp(log_a) - np.exp(log_b)).max()))
-            tokens = log_a.argmax(axis=1).astype(np.int64)
-    return worst
+        for t in range(steps):
+            log_probs, state, _ = model.step(tokens, state, memory)
+            out.append(np.exp(log_probs))
+            tokens = np.array([g[t] if t < len(g) else EOS_ID for g in gold], dtype=np.int64)
+    return out
 
 
 def weight_bytes(path: Path) -> dict[str, int]:
