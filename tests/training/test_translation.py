@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,8 @@ def test_report_row_shows_the_served_figures(tiny):
     assert row["dev BLEU"].startswith(f"{manifest.metrics['dev']['bleu']:.2f} (greedy, 9 sentences)")
     assert row["test2016 BLEU"] == f"greedy {test['bleu']:.2f} / beam-3 {test['beam_bleu']:.2f}"
     assert row["architecture"].endswith("fp32")
+    speed = row["sentences/s, 1 thread (1 / 32 per call)"]
+    assert re.fullmatch(r"greedy [\d,]+ / [\d,]+; beam-3 [\d,]+ / [\d,]+", speed), speed
 
 
 def test_weight_only_int8_keeps_rows_independent_of_their_batch(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from training.batching import bucketed_batches, sorted_batches
 from training.export import graph_specs, prepare_version_dir
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.readers import read_parallel
+from training.settings import REPO_ROOT
 from training.tasks import register_task
 from training.tasks.base import Batch, TrainingTask
 from training.tasks.translation_config import TranslationConfig
@@ -43,6 +45,7 @@ from training.tasks.translation_export import (
     check_graph_parity,
     export_graphs,
     quantized_ops,
+    sentences_per_second,
     served_translator,
     teacher_forced_probabilities,
     torch_encode,
@@ -78,8 +81,12 @@ class TranslationTask(TrainingTask):
     report_notes: ClassVar[tuple[str, ...]] = (
         "BLEU and chrF: sacrebleu, cased and detokenized, decoded by the service's own search "
         "over the shipped "
-        "graphs. Sentences per second (in-process and over HTTP, beam 1 and 5, single and batched): "
-        "[benchmarks](benchmarks.md), `python -m loadtest.bench_translate`.",
+        "graphs. Sentences per second in the table: measured by the report, the service's "
+        "`TranslationModel.predict_batch` with one ONNX Runtime thread on the first 64 English texts of "
+        "`loadtest/payloads.json` (dev sentences), 1 and 32 sentences per call, best of 3 passes; over "
+        "HTTP and under load: [benchmarks](benchmarks.md), `python -m loadtest.bench_translate`.",
+        "Variants (GRU against LSTM on one schedule), runs that did not ship and how the default was "
+        "chosen: [experiments](experiments.md#translation-multi30k-en-fr-issue-5).",
     )
 
     config: TranslationConfig
@@ -383,6 +390,7 @@ class TranslationTask(TrainingTask):
             "dev BLEU",
             "test2016 BLEU",
             "test2016 chrF",
+            "sentences/s, 1 thread (1 / 32 per call)",
             "parameters",
             "ONNX size",
         ]
@@ -418,4 +426,25 @@ class TranslationTask(TrainingTask):
             f"{dev['bleu']:.2f} (greedy, {dev.get('sentences', '?')} sentences)" if "bleu" in dev else "—"
         )
         row["test2016 BLEU"], row["test2016 chrF"] = pair("bleu"), pair("chrf")
+        row["sentences/s, 1 thread (1 / 32 per call)"] = cls._report_speed(model_dir, manifest)
         return row
+
+    @staticmethod
+    def _report_speed(model_dir: Path, manifest: ModelManifest, sentences: int = 64) -> str:
+        """In-process sentences/s (the service's model class, one ORT thread) on the load test's English
+        texts (``loadtest/payloads.json``, dev sentences), greedy and with the test figures' beam."""
+        from service.manifest import version_dirs
+
+        payloads = REPO_ROOT / "loadtest" / "payloads.json"
+        if not payloads.exists():
+            return "—"
+        sources = list(json.loads(payloads.read_text(encoding="utf-8"))["translate"])
+        _, version_dir = version_dirs(model_dir)[-1]
+        served = served_translator(manifest, version_dir, threads=1)
+        beam = int(manifest.metrics.get("test", {}).get("beam_size", 5))
+        cells = []
+        for size in (1, beam):
+            params = SearchParams(beam_size=size, max_length=100)
+            rates = [sentences_per_second(served, sources[:sentences], params, n) for n in (1, 32)]
+            cells.append(f"{'greedy' if size == 1 else f'beam-{size}'} {rates[0]:,.0f} / {rates[1]:,.0f}")
+        return "; ".join(cells)
