@@ -10,6 +10,7 @@ the ids of the project's :class:`~service.tasks.text.Vocab` (the manifest also s
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +59,15 @@ register_tokenizer("sentencepiece", SentencePieceTokenizer)
 
 
 def train_sentencepiece(lines: Iterable[str], prefix: Path, vocab_size: int) -> SentencePieceTokenizer:
-    """Trains ``<prefix>.model`` with the project's special-token ids (training only)."""
+    """Trains ``<prefix>.model`` with the project's special-token ids (training only).
+
+    The model is written through ``model_writer`` rather than ``model_prefix``, which SentencePiece would
+    record inside the model: the same lines then give byte-identical files wherever they are trained.
+    """
+    model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(lines)),
-        model_prefix=str(prefix),
+        model_writer=model,
         vocab_size=vocab_size,
         model_type="unigram",
         character_coverage=1.0,
@@ -76,7 +82,10 @@ def train_sentencepiece(lines: Iterable[str], prefix: Path, vocab_size: int) -> 
         hard_vocab_limit=False,
         minloglevel=2,
     )
-    return SentencePieceTokenizer(f"{prefix}.model")
+    path = prefix.parent / f"{prefix.name}.model"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.getvalue())
+    return SentencePieceTokenizer(str(path))
 
 
 def vocab_of(tokenizer: SentencePieceTokenizer) -> Vocab:

@@ -46,6 +46,9 @@ def test_sentencepiece_ids_are_the_project_vocab_ids_and_detokenize(tmp_path):
     codec = TranslationCodec(tokenizer, tokenizer, max_source_tokens=4)
     assert len(codec.encode_source(text)) == 4 and codec.encode_source(text)[-1] == 3
     assert codec.decode([*ids, 3, *ids]) == text
+    # the model file does not record where it was trained: the same lines give the same bytes anywhere
+    again = train_sentencepiece([fr for _, fr in pairs()], tmp_path / "elsewhere" / "fr", 40)
+    assert Path(again.model_file).read_bytes() == Path(tokenizer.model_file).read_bytes()
 
 
 def test_bleu_and_chrf_on_a_tiny_fixture():
