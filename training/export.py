@@ -30,7 +30,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.manifest import ParityReport, TensorSpec
+from service.manifest import ParityReport, TensorSpec, TrainingInfo
 from service.runtime import fold_int8_weights
 
 log = logging.getLogger(__name__)
@@ -373,6 +373,21 @@ def graph_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
     initializers = {i.name for i in graph.initializer}
     return [spec(v) for v in graph.input if v.name not in initializers], [spec(v) for v in graph.output]
+
+
+def training_info(checkpoint: dict[str, Any]) -> TrainingInfo:
+    """A manifest's ``training`` record from a run's ``best.pt`` (entries an older checkpoint lacks are
+    left at their defaults; the seed then comes from its config)."""
+    return TrainingInfo(
+        data=checkpoint.get("data", {}),
+        config=checkpoint["config"],
+        epochs_run=checkpoint.get("epochs_run", 0),
+        best_epoch=checkpoint.get("best_epoch", 0),
+        train_time_s=round(checkpoint.get("train_time_s", 0.0), 1),
+        seed=checkpoint.get("seed", checkpoint["config"].get("seed", 0)),
+        machine=checkpoint.get("machine", ""),
+        command=checkpoint.get("command", ""),
+    )
 
 
 def prepare_version_dir(models_dir: Path, name: str, version: int) -> Path:

@@ -34,11 +34,11 @@ from pydantic import BaseModel
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import ModelManifest, QuantizationReport, TrainingInfo, version_dirs
+from service.manifest import ModelManifest, QuantizationReport, version_dirs
 from service.tasks.generation import CharCodec
 from service.tasks.text import CharTokenizer, Vocab
 from training.config import build_config, require_export_overrides
-from training.export import prepare_version_dir
+from training.export import prepare_version_dir, training_info
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.settings import TrainingSettings
 from training.tasks import register_task
@@ -354,16 +354,7 @@ class GenerationTask(TrainingTask):
                 "max_prompt_chars": self.config.lm.max_prompt_chars,
                 "unknown_characters": self.config.lm.unknown_characters,
             },
-            training=TrainingInfo(
-                data=checkpoint.get("data", {}),
-                config=checkpoint["config"],
-                epochs_run=checkpoint.get("epochs_run", 0),
-                best_epoch=checkpoint.get("best_epoch", 0),
-                train_time_s=checkpoint.get("train_time_s", 0.0),
-                seed=checkpoint.get("seed", self.config.seed),
-                machine=checkpoint.get("machine", ""),
-                command=checkpoint.get("command", ""),
-            ),
+            training=training_info(checkpoint),
             metrics=metrics,
             parameters=sum(p.numel() for p in model.parameters()),
             size_bytes=sharing.bytes_after,

@@ -23,7 +23,7 @@ from pydantic import Field
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from torch import nn
 
-from service.manifest import GraphSpec, ModelManifest, TrainingInfo, version_dirs
+from service.manifest import GraphSpec, ModelManifest, version_dirs
 from service.tasks.ner import (
     CHAR_IDS,
     EMISSIONS,
@@ -37,7 +37,14 @@ from service.tasks.ner import (
 from service.tasks.text import Vocab, WordTokenizer
 from training.batching import bucketed_batches, sorted_batches
 from training.config import ExperimentConfig, Section
-from training.export import check_parity, export_onnx, graph_specs, ort_session, prepare_version_dir
+from training.export import (
+    check_parity,
+    export_onnx,
+    graph_specs,
+    ort_session,
+    prepare_version_dir,
+    training_info,
+)
 from training.quantization import Graphs, Metrics, choose_precision
 from training.readers import read_conll
 from training.tasks import register_task
@@ -413,16 +420,7 @@ class NerTask(TrainingTask):
                 "max_word_chars": d.max_word_chars,
                 "entity_score": "mean token confidence (CRF marginal or softmax probability)",
             },
-            training=TrainingInfo(
-                data=checkpoint["data"],
-                config=checkpoint["config"],
-                epochs_run=checkpoint["epochs_run"],
-                best_epoch=checkpoint["best_epoch"],
-                train_time_s=round(checkpoint["train_time_s"], 1),
-                seed=checkpoint["seed"],
-                machine=checkpoint["machine"],
-                command=checkpoint["command"],
-            ),
+            training=training_info(checkpoint),
             metrics={**metrics, "pytorch": {f"{s}_f1": m["f1"] for s, m in checkpoint["metrics"].items()}},
             parameters=checkpoint["parameters"],
             size_bytes=(version_dir / "model.onnx").stat().st_size,

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from service.manifest import GraphSpec, ModelManifest, TrainingInfo
+from service.manifest import GraphSpec, ModelManifest
 from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES, SentimentCodec
 from service.tasks.text import Vocab, build_tokenizer
 from training.batching import bucketed_batches, sorted_batches
@@ -32,6 +32,7 @@ from training.export import (
     graph_specs,
     ort_session,
     prepare_version_dir,
+    training_info,
 )
 from training.models import SequenceClassifier
 from training.models.classifier import ProbabilityModel
@@ -324,16 +325,7 @@ class SentimentTask(TrainingTask):
             tokenizer=self.codec.tokenizer.spec(),
             files={"vocab": "vocab.json"},
             task_options={"max_tokens": self.config.data.max_tokens},
-            training=TrainingInfo(
-                data=checkpoint["data"],
-                config=checkpoint["config"],
-                epochs_run=checkpoint["epochs_run"],
-                best_epoch=checkpoint["best_epoch"],
-                train_time_s=round(checkpoint["train_time_s"], 1),
-                seed=checkpoint["seed"],
-                machine=checkpoint["machine"],
-                command=checkpoint["command"],
-            ),
+            training=training_info(checkpoint),
             metrics={
                 **metrics,
                 "pytorch": {f"{s}_accuracy": m["accuracy"] for s, m in checkpoint["metrics"].items()},
