@@ -26,13 +26,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import GraphSpec, ModelManifest, TrainingInfo
+from service.manifest import GraphSpec, ModelManifest
 from service.plugins.translation import TranslationModel
 from service.tasks.text import Vocab, pad_batch
 from service.tasks.translation import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
 from service.translation.search import SearchParams, beam_search, greedy_search
 from training.batching import bucketed_batches, sorted_batches
-from training.export import graph_specs, prepare_version_dir
+from training.export import graph_specs, prepare_version_dir, training_info
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.readers import read_parallel
 from training.settings import REPO_ROOT
@@ -58,6 +58,8 @@ from training.tasks.translation_model import Seq2Seq
 log = logging.getLogger(__name__)
 
 SIDES = ("source", "target")
+#: graph key in the manifest -> file in the version folder
+GRAPH_FILES = {"encoder": ENCODER_FILE, "step": STEP_FILE}
 
 
 def _sha256(path: Path) -> str:
@@ -284,14 +286,13 @@ class TranslationTask(TrainingTask):
         choice = choose_precision(fp32, cfg, evaluate, "bleu", outputs, "next-token probability")
         if choice.report is not None:  # what the quantizer did, per file
             int8 = {key: path.with_suffix(".int8.onnx") for key, path in fp32.items()}
-            files = {"encoder": ENCODER_FILE, "step": STEP_FILE}
             for precision, graphs in (("fp32", fp32), ("int8", int8)):
                 choice.report.metrics[precision]["size_bytes"] = {
-                    files[k]: p.stat().st_size for k, p in graphs.items()
+                    GRAPH_FILES[k]: p.stat().st_size for k, p in graphs.items()
                 }
             choice.report.metrics["int8"] |= {
-                "quantized_ops": {files[k]: quantized_ops(p) for k, p in int8.items()},
-                "weight_bytes": {files[k]: weight_bytes(p) for k, p in int8.items()},
+                "quantized_ops": {GRAPH_FILES[k]: quantized_ops(p) for k, p in int8.items()},
+                "weight_bytes": {GRAPH_FILES[k]: weight_bytes(p) for k, p in int8.items()},
             }
         return choice
 
@@ -331,22 +332,13 @@ class TranslationTask(TrainingTask):
                     "max_source_tokens": self.config.data.max_source_tokens,
                     "state_names": list(model.state_names),
                 },
-                training=TrainingInfo(
-                    data=checkpoint["data"],
-                    config=checkpoint["config"],
-                    epochs_run=checkpoint["epochs_run"],
-                    best_epoch=checkpoint["best_epoch"],
-                    train_time_s=round(checkpoint["train_time_s"], 1),
-                    seed=checkpoint["seed"],
-                    machine=checkpoint.get("machine", ""),
-                    command=checkpoint.get("command", ""),
-                ),
+                training=training_info(checkpoint),
                 parameters=checkpoint["parameters"],
                 size_bytes=0,
                 parity=parity,
             )
             choice = self._choose_precision(manifest, version_dir, {"encoder": encoder, "step": step})
-            for key, file in (("encoder", ENCODER_FILE), ("step", STEP_FILE)):
+            for key, file in GRAPH_FILES.items():
                 shutil.copyfile(choice.graphs[key], version_dir / file)
         metrics = {"dev": choice.metrics["dev"]}
         if "test" in self.texts:
@@ -365,7 +357,7 @@ class TranslationTask(TrainingTask):
             update={
                 "graphs": self._graph_specs(version_dir),
                 "metrics": metrics,
-                "size_bytes": sum((version_dir / f).stat().st_size for f in (ENCODER_FILE, STEP_FILE)),
+                "size_bytes": sum((version_dir / f).stat().st_size for f in GRAPH_FILES.values()),
                 "quantization": choice.report,
             }
         )
@@ -376,7 +368,7 @@ class TranslationTask(TrainingTask):
     @staticmethod
     def _graph_specs(version_dir: Path) -> dict[str, GraphSpec]:
         graphs = {}
-        for key, file in (("encoder", ENCODER_FILE), ("step", STEP_FILE)):
+        for key, file in GRAPH_FILES.items():
             inputs, outputs = graph_specs(version_dir / file)
             graphs[key] = GraphSpec(file=file, inputs=inputs, outputs=outputs)
         return graphs
