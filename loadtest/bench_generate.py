@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
 
-    from service.tasks.generation import CharCodec
+    from service.tasks.generation.codec import CharCodec
 
     manifest, version, version_dir = pick_model(args.models, "generation", args.model)
     codec = CharCodec.from_manifest(manifest, version_dir)

@@ -27,7 +27,8 @@ from loadtest.bench.report import markdown_table, median_of, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from service.config import Settings
 from service.runtime import create_session
-from service.tasks.sentiment import PROBABILITIES, SentimentCodec
+from service.tasks.sentiment.codec import SentimentCodec
+from service.tasks.sentiment.contract import PROBABILITIES
 
 MARKER = "sentiment-serving"
 

@@ -74,8 +74,8 @@ def load_model(models: Path, name: str | None):
     """(model name, version, TranslationModel) built like the service's repository builds it."""
     from loadtest.bench.models import pick_model
     from service.config import Settings
-    from service.plugins.translation import PLUGIN
     from service.runtime import create_session
+    from service.tasks.translation.plugin import PLUGIN
 
     manifest, version, version_dir = pick_model(models, "translation", name)
     settings = Settings(model_repository=models)
@@ -90,7 +90,7 @@ def in_process_rate(
 ) -> dict[str, Any]:
     """Sentences/s of ``predict_batch`` on up to ``limit`` sentences in calls of ``batch``, stopping after
     ``seconds``; also the mean and p50/p99 latency of one call."""
-    from service.translation.search import SearchParams
+    from service.tasks.translation.search import SearchParams
 
     params = SearchParams(beam_size=beam)
     done, calls = 0, []

@@ -18,13 +18,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
+from service.api.errors import install_error_handlers
 from service.api.routes import health, models
 from service.config import Settings, get_settings
-from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
+from service.plugin import TaskPlugin
 from service.repository import ModelRepository
-from service.serving import TaskPlugin
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ async def _load(repository: ModelRepository, settings: Settings) -> None:
 def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] | None = None) -> FastAPI:
     settings = settings or get_settings()
     if plugins is None:
-        from service.plugins import default_plugins
+        from service.registry import default_plugins
 
         plugins = default_plugins()
     metrics = Metrics()

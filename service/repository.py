@@ -24,8 +24,9 @@ from service.config import Settings
 from service.errors import InvalidInput, ModelNotFound, ModelUnavailable
 from service.manifest import MANIFEST_NAME, ModelManifest, version_dirs
 from service.metrics import Metrics
+from service.plugin import TaskPlugin
 from service.runtime import ModelLoadError, create_session
-from service.serving import ServedModel, TaskPlugin
+from service.serving import ServedModel
 
 log = logging.getLogger(__name__)
 

@@ -1,21 +1,20 @@
-"""The task plug-in contract: what a task provides so the core can load, batch, serve and report it.
+"""The served-model contract: what the repository loads, starts, describes and closes, and what routes call.
 
-Adding a task (NER, translation, ...) takes three pieces, none of which touches the core:
+Two kinds of served model share :class:`ServedModel` (manifest, version, sessions, batching settings):
 
-1. A ``ServedModel`` subclass that wraps the task codec (``service/tasks/<task>.py``) and the ONNX
-   sessions: ``predict_batch(items) -> results`` (run in a worker thread by a ``DynamicBatcher``; one
-   result or exception per item) and ``warmup_items()``.
-2. A router (``service/api/routes/<task>.py``) whose handlers call
-   ``request.app.state.repository.resolve(task, name)`` and then ``model.infer_many(items)``.
-3. A ``TaskPlugin(task=..., build=..., router=...)`` added to ``service/plugins/__init__.py``; most tasks
-   build with ``codec_model_builder(ModelClass, Codec.from_manifest)``.
+* :class:`BatchedModel`, one item in and one result out (sentiment, NER, translation): a task implements
+  ``predict_batch(items) -> results`` (run in a worker thread by a ``DynamicBatcher``; one result or
+  exception per item) and ``warmup_items()``; routes call ``infer_many(items)``.
+* a model with its own scheduler (generation, step by step): it implements ``start``, ``close``,
+  ``warmup`` and ``info`` itself, and offers routes its own calls (``generate``, ``stream``).
 
-Models whose serving is not "one item in, one result out" (step-level generation) override
-``start``/``close``/``infer_many`` with their own scheduler and keep the rest.
+A task's ``plugin.py`` joins its model's ``build`` function and its routes in a
+:class:`service.plugin.TaskPlugin`; ``service.registry`` lists the plug-ins.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import onnxruntime as ort
-from fastapi import APIRouter
 
 from service.batching import DynamicBatcher
 from service.config import BatchingConfig, Settings
@@ -36,13 +34,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ServedModel:
+class ServedModel(abc.ABC):
     manifest: ModelManifest
     version: int
     version_dir: Path
     sessions: dict[str, ort.InferenceSession]
     batching: BatchingConfig = field(default_factory=BatchingConfig)
-    batcher: DynamicBatcher | None = field(default=None, init=False)
 
     @property
     def name(self) -> str:
@@ -61,16 +58,41 @@ class ServedModel:
         """Settings may lower, never raise, the size the graph was exported and tested for."""
         return min(self.batching.max_batch_size, self.manifest.max_batch_size)
 
+    @abc.abstractmethod
+    def warmup(self) -> None:
+        """Blocking: runs the graphs once (short and long inputs) before the model is marked ready."""
+
+    @abc.abstractmethod
+    async def start(self, metrics: BatchMetrics | None, workers: int = 1) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self, drain: bool = True, timeout: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def info(self) -> dict[str, Any]:
+        """What ``/models`` shows besides the manifest: batching settings, queue depth, statistics."""
+
+
+@dataclass
+class BatchedModel(ServedModel):
+    """A model answered item by item through the dynamic batcher."""
+
+    batcher: DynamicBatcher | None = field(default=None, init=False)
+
     # -- to implement per task -------------------------------------------------------------------
+    @abc.abstractmethod
     def predict_batch(self, items: list[Any]) -> Sequence[Any]:
         """Runs in a worker thread: one result (or exception instance) per item, in order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def warmup_items(self) -> list[Any]:
         """Inputs that exercise the graph once (a short and a long one) before the model is ready."""
-        raise NotImplementedError
 
-    # -- lifecycle, shared -----------------------------------------------------------------------
+    def request_items(self, payload: Any, texts: list[str]) -> list[Any]:
+        """The batcher items of a request's checked texts (tasks with per-request options pair them)."""
+        return texts
+
+    # -- shared ----------------------------------------------------------------------------------
     def warmup(self) -> None:
         items = self.warmup_items()
         for result in self.predict_batch(items):
@@ -105,7 +127,6 @@ class ServedModel:
             raise InferenceError(f"inference failed: {type(exc).__name__}: {exc}") from exc
 
     def info(self) -> dict[str, Any]:
-        """What ``/models`` shows besides the manifest."""
         batcher = self.batcher
         return {
             "batching": {**self.batching.model_dump(), "max_batch_size": self.max_batch_size},
@@ -143,12 +164,3 @@ def codec_model_builder(model_class: type[ServedModel], codec_factory: CodecFact
         )
 
     return build
-
-
-@dataclass(frozen=True)
-class TaskPlugin:
-    """One servable task: its manifest ``task`` name, how to build a served model, and its routes."""
-
-    task: str
-    build: BuildFn
-    router: APIRouter | None = None

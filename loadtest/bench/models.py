@@ -9,7 +9,7 @@ from pathlib import Path
 from service.config import Settings
 from service.manifest import ModelManifest
 from service.metrics import Metrics
-from service.plugins import default_plugins
+from service.registry import default_plugins
 from service.repository import ModelRepository
 
 

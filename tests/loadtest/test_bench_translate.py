@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.bench_translate import HEADING, format_report, main, parse_args, write_section
-from tests.service.translation.tiny_model import pairs, shared_tiny_translation
+from tests.service.tasks.translation.tiny_model import pairs, shared_tiny_translation
 
 
 def test_options_default_to_a_bounded_run_and_reject_nonsense():

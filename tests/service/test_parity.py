@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.manifest import ModelManifest, version_dirs
-from service.tasks.sentiment import SentimentCodec
+from service.tasks.sentiment.codec import SentimentCodec
 from tests.service.conftest import serving, settings_for
 
 REAL_SENTENCES = [

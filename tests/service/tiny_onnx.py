@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.manifest import GraphSpec, ModelManifest, TensorSpec
-from service.tasks.text import Vocab, WordTokenizer
+from service.text import Vocab, WordTokenizer
 
 WORDS = [
     *("good", "great", "fine", "bad", "awful", "dull", "film", "movie", "plot"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from service.manifest import ModelManifest, version_dirs
-from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES
+from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
 from training.cli import load_checkpoint, main
 from training.export import ort_session
 from training.settings import get_training_settings

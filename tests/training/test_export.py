@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from service.manifest import ModelManifest, version_dirs
-from service.tasks.sentiment import SentimentCodec
+from service.tasks.sentiment.codec import SentimentCodec
 from tests.utils.model_factory import make_sentiment_repository
 from training.export import ort_session
 

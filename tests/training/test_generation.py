@@ -72,7 +72,7 @@ def test_prefill_graph_is_padding_invariant_and_matches_the_model(cell):
 
 @pytest.fixture(scope="module")
 def tiny_gru(tmp_path_factory: pytest.TempPathFactory):
-    from tests.service.generation.tiny_model import make_generation_repository
+    from tests.service.tasks.generation.tiny_model import make_generation_repository
 
     return make_generation_repository(tmp_path_factory.mktemp("gru"), cell="gru", name="generation-tiny-gru")
 
@@ -92,9 +92,9 @@ def test_gru_variant_exports_with_rollout_parity(tiny_gru):
 
 
 def test_gru_variant_serves_its_pytorch_greedy_rollout(tiny_gru):
-    from service.generation.plugin import PLUGIN
+    from service.tasks.generation.plugin import PLUGIN
     from tests.service.conftest import serving, settings_for
-    from tests.service.generation.test_generate_api import torch_greedy
+    from tests.service.tasks.generation.test_routes import torch_greedy
 
     with serving(settings_for(tiny_gru.root), plugins=[PLUGIN]) as client:
         answer = client.post("/generate", json={"prompt": "All:\n", "temperature": 0, "max_new_tokens": 60})
@@ -103,7 +103,7 @@ def test_gru_variant_serves_its_pytorch_greedy_rollout(tiny_gru):
 
 
 def test_task_plugin_batches_and_evaluates(tmp_path):
-    from tests.service.generation.tiny_model import TEXT, generation_config
+    from tests.service.tasks.generation.tiny_model import TEXT, generation_config
 
     data = tmp_path / "tiny.txt"
     data.write_text(TEXT)
@@ -124,7 +124,7 @@ def test_task_plugin_batches_and_evaluates(tmp_path):
 def test_language_model_training_resumes_exactly_after_an_interruption(tmp_path):
     """The windows come from a numpy generator seeded by the trainer's torch generator once per epoch, and
     dropout from the global torch RNG: both continue after a resume as if nothing had happened."""
-    from tests.service.generation.tiny_model import TEXT, generation_config
+    from tests.service.tasks.generation.tiny_model import TEXT, generation_config
     from tests.training.test_trainer import Interrupted, count_steps, without_timings
 
     data = tmp_path / "tiny.txt"

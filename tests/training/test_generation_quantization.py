@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 from service.manifest import ModelManifest
-from tests.service.generation.tiny_model import TEXT, generation_config
+from tests.service.tasks.generation.tiny_model import TEXT, generation_config
 from training.cli import main
 from training.export import ort_session
 from training.settings import TrainingSettings
@@ -118,7 +118,7 @@ def ort_greedy(version_dir: Path, codec, prompt: str, steps: int) -> str:
 
 
 def test_the_service_generates_from_the_int8_export(exports):
-    from service.generation.plugin import PLUGIN
+    from service.tasks.generation.plugin import PLUGIN
     from tests.service.conftest import serving, settings_for
 
     with serving(settings_for(exports.work / "int8"), plugins=[PLUGIN]) as client:

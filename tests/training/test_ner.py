@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from service.manifest import ModelManifest, version_dirs
-from service.tasks.ner import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS, NerCodec, is_valid_bio
+from service.tasks.ner.codec import NerCodec, is_valid_bio
+from service.tasks.ner.contract import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS
 from training.config import ExportConfig, TrainerConfig, build_config, load_config_data
 from training.export import ort_session
 from training.settings import REPO_ROOT, TrainingSettings

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from service.manifest import ModelManifest
-from service.tasks.text import SPECIALS, build_tokenizer
-from service.tasks.translation import TranslationCodec, train_sentencepiece
-from service.translation.search import SearchParams
-from tests.service.translation.tiny_model import pairs, shared_tiny_translation
+from service.tasks.translation.codec import TranslationCodec, train_sentencepiece
+from service.tasks.translation.search import SearchParams
+from service.text import SPECIALS, build_tokenizer
+from tests.service.tasks.translation.tiny_model import pairs, shared_tiny_translation
 from training.cli import main
 from training.config import build_config, load_config_data
 from training.settings import REPO_ROOT, get_training_settings

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from service.tasks.text import pad_batch
-from service.translation.search import SearchParams, beam_search, greedy_search
+from service.tasks.translation.search import SearchParams, beam_search, greedy_search
+from service.text import pad_batch
 from training.tasks.translation_export import check_graph_parity, export_graphs, torch_encode, torch_step
 from training.tasks.translation_model import Seq2Seq
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.tasks.text import SPECIALS, Vocab
+from service.text import SPECIALS, Vocab
 from tests.utils.model_factory import sentiment_config, write_sentiment_splits
 from training.settings import TrainingSettings
 from training.tasks.sentiment import SentimentTask

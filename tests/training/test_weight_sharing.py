@@ -220,7 +220,7 @@ def test_a_version_alone_is_refused_when_another_would_lack_the_weights(tmp_path
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory):
     """An (untrained) LSTM character LM exported by the generation task into a model repository."""
     torch = pytest.importorskip("torch")
-    from tests.service.generation.tiny_model import TEXT, TinyGeneration, generation_config
+    from tests.service.tasks.generation.tiny_model import TEXT, TinyGeneration, generation_config
     from training.settings import TrainingSettings
     from training.tasks.generation import GenerationTask
 
@@ -250,7 +250,7 @@ def inline_weights(model_dir: Path) -> None:
 
 
 def greedy(root: Path) -> dict:
-    from service.generation.plugin import PLUGIN
+    from service.tasks.generation.plugin import PLUGIN
     from tests.service.conftest import serving, settings_for
 
     with serving(settings_for(root), plugins=[PLUGIN]) as client:
@@ -272,7 +272,7 @@ def test_generation_export_writes_one_shared_weights_file(tiny_lm) -> None:
 
 
 def test_cli_halves_a_shipped_model_and_the_service_answers_the_same(tiny_lm, tmp_path: Path) -> None:
-    from tests.service.generation.test_generate_api import torch_greedy
+    from tests.service.tasks.generation.test_routes import torch_greedy
     from training.cli import main
 
     root = tmp_path / "models"
@@ -296,7 +296,7 @@ def test_cli_halves_a_shipped_model_and_the_service_answers_the_same(tiny_lm, tm
 
 
 def test_a_missing_weights_file_fails_that_model_with_a_clear_reason(tiny_lm, tmp_path: Path) -> None:
-    from service.generation.plugin import PLUGIN
+    from service.tasks.generation.plugin import PLUGIN
     from tests.service.conftest import serving, settings_for, wait_loaded
 
     root = tmp_path / "models"

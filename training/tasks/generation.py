@@ -35,8 +35,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from service.manifest import ModelManifest, QuantizationReport, version_dirs
-from service.tasks.generation import CharCodec
-from service.tasks.text import CharTokenizer, Vocab
+from service.tasks.generation.codec import CharCodec
+from service.text import CharTokenizer, Vocab
 from training.config import build_config, require_export_overrides
 from training.export import prepare_version_dir, training_info
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision

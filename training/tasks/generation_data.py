@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.tasks.generation import CharCodec
-from service.tasks.text import Vocab
+from service.tasks.generation.codec import CharCodec
+from service.text import Vocab
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from service.manifest import GraphSpec, ParityReport, TensorSpec
-from service.tasks.text import pad_batch
+from service.text import pad_batch
 from training.export import _rnn_export_support, ort_session
 from training.tasks.generation_model import CharLM, PrefillGraph, StepGraph
 from training.weight_sharing import random_feed

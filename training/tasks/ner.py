@@ -24,17 +24,9 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from torch import nn
 
 from service.manifest import GraphSpec, ModelManifest, version_dirs
-from service.tasks.ner import (
-    CHAR_IDS,
-    EMISSIONS,
-    LENGTHS,
-    OUTSIDE,
-    WORD_IDS,
-    CrfScores,
-    NerCodec,
-    iob1_to_bio,
-)
-from service.tasks.text import Vocab, WordTokenizer
+from service.tasks.ner.contract import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS
+from service.tasks.ner.codec import OUTSIDE, CrfScores, NerCodec, iob1_to_bio
+from service.text import Vocab, WordTokenizer
 from training.batching import bucketed_batches, sorted_batches
 from training.config import ExperimentConfig, Section
 from training.export import (

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from service.tasks.ner import FORBIDDEN, transition_masks
+from service.tasks.ner.codec import FORBIDDEN, transition_masks
 from training.models.encoder import CELLS, reverse_index
 
 

@@ -22,8 +22,9 @@ from pydantic import Field
 from torch import nn
 
 from service.manifest import GraphSpec, ModelManifest
-from service.tasks.sentiment import INPUT_IDS, LENGTHS, PROBABILITIES, SentimentCodec
-from service.tasks.text import Vocab, build_tokenizer
+from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
+from service.tasks.sentiment.codec import SentimentCodec
+from service.text import Vocab, build_tokenizer
 from training.batching import bucketed_batches, sorted_batches
 from training.config import ExperimentConfig, Section
 from training.export import (

@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from service.manifest import GraphSpec, ModelManifest
-from service.plugins.translation import TranslationModel
-from service.tasks.text import Vocab, pad_batch
-from service.tasks.translation import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
-from service.translation.search import SearchParams, beam_search, greedy_search
+from service.tasks.translation.model import TranslationModel
+from service.text import Vocab, pad_batch
+from service.tasks.translation.codec import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
+from service.tasks.translation.search import SearchParams, beam_search, greedy_search
 from training.batching import bucketed_batches, sorted_batches
 from training.export import graph_specs, prepare_version_dir, training_info
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision

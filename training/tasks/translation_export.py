@@ -22,10 +22,12 @@ import torch
 
 from service.config import Settings
 from service.manifest import ModelManifest, ParityReport
-from service.plugins.translation import PLUGIN, TranslationModel
+from service.tasks.translation.plugin import PLUGIN
+from service.tasks.translation.model import TranslationModel
 from service.runtime import create_session
-from service.tasks.translation import SRC_IDS, SRC_LENGTHS
-from service.translation.search import BOS_ID, EOS_ID, Arrays, SearchParams
+from service.tasks.translation.contract import SRC_IDS, SRC_LENGTHS
+from service.tasks.translation.contract import BOS_ID, EOS_ID
+from service.tasks.translation.search import Arrays, SearchParams
 from training.export import export_onnx, ort_session
 from training.tasks.translation_model import EncoderGraph, Seq2Seq, step_graph
 

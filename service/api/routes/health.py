@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service.schemas import HealthResponse, ReadyResponse
+from service.api.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 

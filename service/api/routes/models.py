@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from service.api.schemas import ModelsResponse
 from service.metrics import CONTENT_TYPE
-from service.schemas import ModelsResponse
 
 router = APIRouter(tags=["models"])
 

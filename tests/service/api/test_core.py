@@ -6,9 +6,9 @@ import threading
 import time
 from pathlib import Path
 
-from service.api.routes.sentiment import router as sentiment_router
-from service.plugins.sentiment import build as build_sentiment
-from service.serving import TaskPlugin
+from service.plugin import TaskPlugin
+from service.tasks.sentiment.model import build as build_sentiment
+from service.tasks.sentiment.routes import router as sentiment_router
 from tests.service.conftest import TINY, serving, settings_for, wait_loaded, wait_ready, write_broken_models
 from tests.service.tiny_onnx import make_tiny_sentiment
 

@@ -1,0 +1,55 @@
+"""The one error boundary: the handlers that turn every failure into the JSON error answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import ServiceError, error_body, field_path
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, limit: Any = None, headers=None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, field, limit), status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    if exc.status_code >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return error_response(exc.status_code, exc.code, exc.message, exc.field, exc.limit, exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "invalid", "msg": "invalid request", "loc": ()}
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        ctx = first.get("ctx") or {}
+        detail = ctx.get("error", first.get("msg", ""))
+        return error_response(400, "invalid_json", f"request body is not valid JSON: {detail}", "body")
+    field = field_path(tuple(first.get("loc", ())))
+    message = f"{field}: {first.get('msg')}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return error_response(422, "invalid_input", message, field)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "body_too_large"}
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=exc.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,1 +1,0 @@
-"""Text generation serving: sampling, the step-level batching scheduler and the task plug-in."""

@@ -1,0 +1,101 @@
+"""Translation serving glue: the codec, the encoder and decoder-step graphs, and numpy beam search.
+
+One batch of the dynamic batcher (items of concurrent requests) is encoded per length group, then decoded
+together: every time step is one decoder-step call for every live hypothesis of every sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.batching import split_by_length
+from service.errors import InferenceError
+from service.serving import BatchedModel, codec_model_builder
+from service.tasks.translation.codec import TranslationCodec
+from service.tasks.translation.contract import (
+    ATTENTION,
+    DEFAULT_STATE_NAMES,
+    KEYS,
+    LOG_PROBS,
+    MEMORY,
+    PREV_TOKENS,
+    SRC_LENGTHS,
+    state_output,
+)
+from service.tasks.translation.schemas import TranslateRequest
+from service.tasks.translation.search import Arrays, Hypothesis, SearchParams, beam_search, greedy_search
+
+Item = tuple[str, SearchParams]
+
+
+@dataclass
+class TranslationModel(BatchedModel):
+    codec: TranslationCodec = field(kw_only=True)
+    state_names: tuple[str, ...] | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.state_names is None:  # the exporter records them: ("hidden",) for GRU, plus "cell" for LSTM
+            self.state_names = tuple(self.manifest.task_options.get("state_names", DEFAULT_STATE_NAMES))
+
+    def encode(self, encoded: Sequence[Sequence[int]]) -> tuple[Arrays, Arrays]:
+        """Encoder graph: (initial decoder state, memory) for a batch of source ids."""
+        feeds = self.codec.collate(encoded)
+        names = [MEMORY, KEYS, *self.state_names]
+        outputs = dict(zip(names, self.sessions["encoder"].run(names, feeds), strict=True))
+        state = {name: outputs[name] for name in self.state_names}
+        memory = {MEMORY: outputs[MEMORY], KEYS: outputs[KEYS], SRC_LENGTHS: feeds[SRC_LENGTHS]}
+        return state, memory
+
+    def step(
+        self, tokens: np.ndarray, state: Arrays, memory: Arrays
+    ) -> tuple[np.ndarray, Arrays, np.ndarray]:
+        outputs = [LOG_PROBS, *(state_output(name) for name in self.state_names), ATTENTION]
+        log_probs, *new_state, attention = self.sessions["step"].run(
+            outputs, {PREV_TOKENS: tokens, **state, **memory}
+        )
+        return log_probs, dict(zip(self.state_names, new_state, strict=True)), attention
+
+    def translate(self, encoded: list[list[int]], params: list[SearchParams]) -> list[Hypothesis]:
+        state, memory = self.encode(encoded)
+        search = greedy_search if all(p.beam_size == 1 for p in params) else beam_search
+        return search(self.step, state, memory, params)
+
+    def answer(self, source: list[int], hyp: Hypothesis, params: SearchParams) -> dict[str, Any] | Exception:
+        if not np.isfinite(hyp.score):
+            return InferenceError("the model produced a non-finite score")
+        result: dict[str, Any] = {"translation": self.codec.decode(hyp.tokens), "score": hyp.score}
+        if params.return_attention:
+            result["source_tokens"] = self.codec.source_pieces(source)
+            result["target_tokens"] = self.codec.target_pieces(hyp.tokens)
+            result["attention"] = [row[: len(source)].tolist() for row in hyp.attention]
+        return result
+
+    def predict_batch(self, items: list[Item]) -> Sequence[Any]:
+        encoded = [self.codec.encode_source(text) for text, _ in items]
+        results: list[Any] = [None] * len(items)
+        for group in split_by_length([len(e) for e in encoded], self.batching.bucket_ratio):
+            params = [items[i][1] for i in group]
+            hyps = self.translate([encoded[i] for i in group], params)
+            for i, hyp, p in zip(group, hyps, params, strict=True):
+                results[i] = self.answer(encoded[i], hyp, p)
+        return results
+
+    def request_items(self, payload: TranslateRequest, texts: list[str]) -> list[Item]:
+        params = SearchParams(
+            beam_size=payload.beam_size,
+            max_length=payload.max_length,
+            length_penalty=payload.length_penalty,
+            return_attention=payload.return_attention,
+        )
+        return [(text, params) for text in texts]
+
+    def warmup_items(self) -> list[Item]:
+        params = SearchParams(beam_size=2, max_length=8)
+        return [("A dog runs.", params), ("A man in a blue shirt is standing on a ladder " * 3, params)]
+
+
+build = codec_model_builder(TranslationModel, TranslationCodec.from_manifest)

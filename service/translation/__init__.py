@@ -1,1 +1,0 @@
-"""Translation decoding (numpy greedy and beam search) and request models."""
