@@ -191,7 +191,7 @@ class Endpoint:
     check: Check
 
 
-# The mix of the issue: sentiment 50 %, tag 25 %, translate 15 %, generate 10 % (of the served ones).
+# The endpoint mix: sentiment 50 %, tag 25 %, translate 15 %, generate 10 % (of the served ones).
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/sentiment", 50, check_sentiment),
     Endpoint("/tag", 25, check_tag),

@@ -1,4 +1,4 @@
-"""The one benchmark entry point: every issue's benchmark, one after another, within a time budget.
+"""The one benchmark entry point: every benchmark, one after another, within a time budget.
 
 Each benchmark is a module run as ``python -m <module> ... --doc docs/benchmarks.md`` that rewrites its own
 marked section of the file (``loadtest.bench.report.replace_section``), so a partial run leaves the other
@@ -35,7 +35,7 @@ DOC = REPO_ROOT / "docs" / "benchmarks.md"
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One issue's benchmark: how to run it in full and quickly, and about how long the full run takes."""
+    """One benchmark: how to run it in full and quickly, and about how long the full run takes."""
 
     name: str
     module: str

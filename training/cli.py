@@ -29,7 +29,7 @@ log = logging.getLogger("training")
 
 
 def load_experiment(config_path: Path, overrides: list[str]):
-    from training.tasks import get_task
+    from training.registry import get_task
 
     data = load_config_data(config_path)
     if "task" not in data:
@@ -74,7 +74,7 @@ def load_checkpoint(path: Path, settings: TrainingSettings, export_overrides: li
     """Task, model (eval mode) and checkpoint dict; ``--export.*`` overrides change how it is exported."""
     import torch
 
-    from training.tasks import get_task
+    from training.registry import get_task
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     task_cls = get_task(checkpoint["task"])
@@ -105,7 +105,7 @@ def quantize_exported(model_dir: Path, settings: TrainingSettings, overrides: li
     """fp32-or-int8 for a model already in the repository, by its task's ``quantize_exported`` hook; 1 if
     the task has none or refuses the model (already int8, unreadable data)."""
     from service.manifest import ModelManifest
-    from training.tasks import get_task
+    from training.registry import get_task
 
     try:
         task_cls = get_task(ModelManifest.load(model_dir).task)
@@ -131,7 +131,8 @@ def quantize_exported(model_dir: Path, settings: TrainingSettings, overrides: li
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per job (``python -m training <command> --help``)."""
     parser = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -184,41 +185,50 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="mark the exported model as its task's default (or not); default: as the run's config",
         )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if rest and args.command not in ("train", "export", "quantize"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    settings = get_training_settings()
     command = " ".join(["python -m training", *(sys.argv[1:] if argv is None else argv)])
     try:
-        if args.command == "train":
-            train(args.config, rest, settings, args.export, args.resume, command)
-        elif args.command == "evaluate":
-            task, model, _ = load_checkpoint(args.checkpoint, settings)
-            task.load_data()
-            print(json.dumps(task.evaluate(model, args.split), indent=2))
-        elif args.command == "export":
-            task, model, checkpoint = load_checkpoint(args.checkpoint, settings, rest)
-            print(task.export(model, args.models_dir or settings.models_dir, checkpoint))
-        elif args.command == "report":
-            from training.report import write_report
-
-            print(write_report(args.models_dir or settings.models_dir, args.output))
-        elif args.command == "share-weights":
-            return share_weights(args.path, args.weights_file)
-        elif args.command == "quantize":
-            return quantize_exported(args.model, settings, rest)
-        elif args.command == "ensemble":
-            from training.ensemble import merge_checkpoints
-
-            checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default, command)
-            print(json.dumps(checkpoint["metrics"], indent=2))
-        elif args.command == "average":
-            from training.averaging import average_run
-
-            checkpoint = average_run(args.run, args.last, args.name, settings, args.default, command)
-            print(json.dumps(checkpoint["metrics"], indent=2))
+        return run(args, rest, get_training_settings(), command)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+
+
+def run(args: argparse.Namespace, rest: list[str], settings: TrainingSettings, command: str) -> int:
+    """Carries out one parsed command; ``rest`` holds its ``--section.key=value`` config overrides."""
+    if args.command == "train":
+        train(args.config, rest, settings, args.export, args.resume, command)
+    elif args.command == "evaluate":
+        task, model, _ = load_checkpoint(args.checkpoint, settings)
+        task.load_data()
+        print(json.dumps(task.evaluate(model, args.split), indent=2))
+    elif args.command == "export":
+        task, model, checkpoint = load_checkpoint(args.checkpoint, settings, rest)
+        print(task.export(model, args.models_dir or settings.models_dir, checkpoint))
+    elif args.command == "report":
+        from training.report import write_report
+
+        print(write_report(args.models_dir or settings.models_dir, args.output))
+    elif args.command == "share-weights":
+        return share_weights(args.path, args.weights_file)
+    elif args.command == "quantize":
+        return quantize_exported(args.model, settings, rest)
+    elif args.command == "ensemble":
+        from training.ensemble import merge_checkpoints
+
+        checkpoint = merge_checkpoints(args.checkpoints, args.name, settings, args.default, command)
+        print(json.dumps(checkpoint["metrics"], indent=2))
+    elif args.command == "average":
+        from training.averaging import average_run
+
+        checkpoint = average_run(args.run, args.last, args.name, settings, args.default, command)
+        print(json.dumps(checkpoint["metrics"], indent=2))
     return 0

@@ -57,7 +57,7 @@ def save_derived_run(
     ``base`` (one source run's ``best.pt``) gives the task, vocabularies and data; ``fields`` (e.g.
     ``best_epoch``, ``members``) add to or replace the entries taken from it.
     """
-    from training.tasks import get_task
+    from training.registry import get_task
 
     task = get_task(base["task"]).from_checkpoint({**base, "config": config}, settings)
     task.load_data()

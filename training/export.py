@@ -4,7 +4,7 @@
   become native ONNX ``LSTM``/``GRU`` ops. ``nn.RNN`` (tanh) has no translation in torch's ONNX library
   and its default decomposition unrolls the time loop (fixing the sequence length), so this module adds
   one that emits the native ONNX ``RNN`` op (one layer, one direction, as
-  :class:`~training.models.RNNEncoder` uses it) plus a ``while_loop`` decomposition that keeps the
+  :class:`~training.encoder.RNNEncoder` uses it) plus a ``while_loop`` decomposition that keeps the
   sequence axis symbolic while tracing.
 * :func:`check_parity`: ONNX Runtime against PyTorch on real examples; raises if above tolerance.
 * :func:`quantize_int8`: ``onnxruntime.quantization.quantize_dynamic`` (int8 weights of MatMul, LSTM and

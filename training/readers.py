@@ -12,6 +12,7 @@ A malformed row raises :class:`DataFormatError`, whose message names the file an
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,3 +176,13 @@ def read_plain_text(path: Path | str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataFormatError(path, line, f"invalid UTF-8: {exc.reason}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """The checksum recorded for a data file in a run's data info and the model manifest."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def split_info(path: Path, rows: int) -> dict[str, object]:
+    """What a run records of one data split: where it was read, how many rows, and its checksum."""
+    return {"path": str(path), "rows": rows, "sha256": file_sha256(path)}

@@ -9,48 +9,16 @@ median of repeated runs after warm-up.
 from __future__ import annotations
 
 import datetime as dt
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
-
 from service.manifest import MANIFEST_NAME, ModelManifest
-from training.export import ort_session
 from training.machine import machine_description
+from training.registry import get_task
+from training.report_rows import default_row, format_bytes
+from training.task import TrainingTask
 
-COMMAND = "python -m training report"
-
-
-def format_bytes(size: int) -> str:
-    return f"{size / 1e6:.2f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
-
-
-def measure_latency_ms(graph: Path, feed: dict[str, np.ndarray], warmup: int = 10, runs: int = 50) -> float:
-    """Median wall time of one ``session.run`` with one intra-op thread, in milliseconds."""
-    session = ort_session(graph, threads=1)
-    for _ in range(warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
-def default_row(model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
-    def metric(split: str) -> str:
-        values = manifest.metrics.get(split, {})
-        return ", ".join(f"{k} {v:.4g}" for k, v in values.items() if isinstance(v, float)) or "—"
-
-    return {
-        "model": f"`{manifest.name}`" + (" (default)" if manifest.default else ""),
-        "dev": metric("dev"),
-        "test": metric("test"),
-        "parameters": f"{manifest.parameters:,}",
-        "ONNX size": format_bytes(manifest.size_bytes),
-    }
+CLI = "python -m training"
+COMMAND = f"{CLI} report"
 
 
 def _table(columns: list[str], rows: list[dict[str, str]]) -> list[str]:
@@ -60,8 +28,6 @@ def _table(columns: list[str], rows: list[dict[str, str]]) -> list[str]:
 
 
 def build_report(models_dir: Path) -> str:
-    from training.tasks import get_task
-
     by_task: dict[str, list[tuple[Path, ModelManifest]]] = {}
     for manifest_path in sorted(models_dir.glob(f"*/{MANIFEST_NAME}")):
         manifest = ModelManifest.load(manifest_path.parent)
@@ -84,17 +50,22 @@ def build_report(models_dir: Path) -> str:
             title, columns, row = plugin.report_title or task, plugin.report_columns(), plugin.report_row
             notes = plugin.report_notes
         except KeyError:
-            from training.tasks.base import TrainingTask
-
             title, columns, row, notes = task, TrainingTask.report_columns(), default_row, ()
         lines += ["", f"## {title}", ""]
         lines += _table(columns, [row(d, m) for d, m in by_task[task]])
         if notes:
             lines += ["", *notes]
-        commands = sorted({m.training.command for _, m in by_task[task] if m.training and m.training.command})
+        commands = sorted(
+            {m.training.command for _, m in by_task[task] if m.training and _is_cli(m.training.command)}
+        )
         if commands:
             lines += ["", "Training commands:", ""] + [f"- `{c}`" for c in commands]
     return "\n".join(lines) + "\n"
+
+
+def _is_cli(command: str) -> bool:
+    """Whether a recorded command is one of this package's commands (not that of a removed tool)."""
+    return command.startswith(f"{CLI} ")
 
 
 def write_report(models_dir: Path, output: Path) -> Path:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from training.config import ConfigError, ExperimentConfig
 from training.machine import machine_description
-from training.tasks.base import TrainingTask
+from training.task import TrainingTask
 
 log = logging.getLogger(__name__)
 

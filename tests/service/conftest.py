@@ -86,9 +86,9 @@ def trained_sentiment(tmp_path_factory: pytest.TempPathFactory):
     """
     pytest.importorskip("torch", reason="the parity test needs the training extra")
     from tests.utils.model_factory import sentiment_config, write_sentiment_splits
-    from training.models.classifier import ProbabilityModel
     from training.settings import TrainingSettings
-    from training.tasks.sentiment import SentimentTask
+    from training.tasks.sentiment.network import ProbabilityModel
+    from training.tasks.sentiment.task import SentimentTask
     from training.trainer import Trainer
 
     work = tmp_path_factory.mktemp("trained")

@@ -44,7 +44,7 @@ def test_train_resumes_an_interrupted_run(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from training.tasks.sentiment import SentimentTask
+    from training.tasks.sentiment.task import SentimentTask
 
     config = str(workspace / "cli.toml")
     evaluate, evaluated = SentimentTask.evaluate, []

@@ -8,7 +8,7 @@ import pytest
 
 from training.config import ConfigError, build_config, load_config_data
 from training.settings import REPO_ROOT
-from training.tasks.sentiment import SentimentConfig
+from training.tasks.sentiment.config import SentimentConfig
 
 CONFIGS = sorted((REPO_ROOT / "training" / "configs").glob("sentiment_*.toml"))
 

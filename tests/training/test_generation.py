@@ -11,10 +11,10 @@ import torch
 from service.manifest import ModelManifest
 from training.config import build_config, load_config_data
 from training.settings import REPO_ROOT, TrainingSettings
-from training.tasks.generation import GenerationTask
-from training.tasks.generation_config import GenerationConfig
-from training.tasks.generation_data import CharCorpus, stream_segments, training_batch
-from training.tasks.generation_model import CharLM, PrefillGraph, StepGraph
+from training.tasks.generation.config import GenerationConfig
+from training.tasks.generation.data import CharCorpus, stream_segments, training_batch
+from training.tasks.generation.network import CharLM, PrefillGraph, StepGraph
+from training.tasks.generation.task import GenerationTask
 from training.trainer import CHECKPOINT_FILE, Trainer
 
 CONFIGS = sorted((REPO_ROOT / "training" / "configs").glob("generation_*.toml"))

@@ -17,8 +17,8 @@ from tests.service.tasks.generation.tiny_model import TEXT, generation_config
 from training.cli import main
 from training.export import ort_session
 from training.settings import TrainingSettings
-from training.tasks.generation import GRAPH_FILES, GenerationTask, QuantizeExportedError
-from training.tasks.generation_export import external_tensors, is_int8
+from training.tasks.generation.export import external_tensors, is_int8
+from training.tasks.generation.task import GRAPH_FILES, GenerationTask, QuantizeExportedError
 from training.trainer import Trainer
 from training.weight_sharing import WEIGHTS_FILE, graph_bytes
 

@@ -18,8 +18,9 @@ from service.tasks.ner.contract import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS
 from training.config import ExportConfig, TrainerConfig, build_config, load_config_data
 from training.export import ort_session
 from training.settings import REPO_ROOT, TrainingSettings
-from training.tasks.ner import NerConfig, NerModelConfig, NerTask
-from training.tasks.ner_model import CRF
+from training.tasks.ner.config import NerConfig, NerModelConfig
+from training.tasks.ner.network import CRF
+from training.tasks.ner.task import NerTask
 from training.trainer import Trainer
 
 CONFIGS = sorted((REPO_ROOT / "training" / "configs").glob("ner_*.toml"))

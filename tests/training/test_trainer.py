@@ -15,7 +15,7 @@ import torch
 from tests.utils.model_factory import sentiment_config, write_sentiment_splits
 from training.config import ConfigError
 from training.settings import TrainingSettings
-from training.tasks.sentiment import SentimentTask
+from training.tasks.sentiment.task import SentimentTask
 from training.trainer import CHECKPOINT_FILE, Trainer, lr_lambda
 
 

@@ -15,9 +15,9 @@ from tests.service.tasks.translation.tiny_model import pairs, shared_tiny_transl
 from training.cli import main
 from training.config import build_config, load_config_data
 from training.settings import REPO_ROOT, get_training_settings
-from training.tasks.translation import corpus_scores
-from training.tasks.translation_config import TranslationConfig
-from training.tasks.translation_export import served_translator, translate_served
+from training.tasks.translation.config import TranslationConfig
+from training.tasks.translation.export import served_translator, translate_served
+from training.tasks.translation.task import corpus_scores
 
 CONFIGS = sorted((REPO_ROOT / "training" / "configs").glob("translation_*.toml"))
 
@@ -165,7 +165,7 @@ def test_cli_export_keeps_fp32_when_the_drop_rule_or_never_says_so(export_cli, t
 
 
 def test_report_row_shows_the_served_figures(tiny):
-    from training.tasks.translation import TranslationTask
+    from training.tasks.translation.task import TranslationTask
 
     manifest = ModelManifest.load(tiny.root / tiny.name)
     row = TranslationTask.report_row(tiny.root / tiny.name, manifest)

@@ -6,8 +6,8 @@ import torch
 
 from service.tasks.translation.search import SearchParams, beam_search, greedy_search
 from service.text import pad_batch
-from training.tasks.translation_export import check_graph_parity, export_graphs, torch_encode, torch_step
-from training.tasks.translation_model import Seq2Seq
+from training.tasks.translation.export import check_graph_parity, export_graphs, torch_encode, torch_step
+from training.tasks.translation.network import Seq2Seq
 
 SOURCES = [[5, 6, 7, 8, 9, 3], [10, 11, 3], [12, 3], [4, 5, 6, 7, 8, 9, 10, 11, 3]]
 

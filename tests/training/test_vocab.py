@@ -8,7 +8,7 @@ from pathlib import Path
 from service.text import SPECIALS, Vocab
 from tests.utils.model_factory import sentiment_config, write_sentiment_splits
 from training.settings import TrainingSettings
-from training.tasks.sentiment import SentimentTask
+from training.tasks.sentiment.task import SentimentTask
 
 
 def load_task(tmp_path: Path, **data) -> SentimentTask:

@@ -222,7 +222,7 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory):
     torch = pytest.importorskip("torch")
     from tests.service.tasks.generation.tiny_model import TEXT, TinyGeneration, generation_config
     from training.settings import TrainingSettings
-    from training.tasks.generation import GenerationTask
+    from training.tasks.generation.task import GenerationTask
 
     work = tmp_path_factory.mktemp("lm")
     (work / "tiny.txt").write_text(TEXT, encoding="utf-8")

@@ -50,7 +50,7 @@ def write_sentiment_splits(
 
 def sentiment_config(data: dict[str, Path], name: str = "sentiment-tiny", **model):
     """A tiny sentiment experiment over ``data`` splits; ``model`` overrides the ``[model]`` section."""
-    from training.tasks.sentiment import SentimentConfig
+    from training.tasks.sentiment.config import SentimentConfig
 
     model_section = {"cell": "lstm", "embedding_dim": 16, "hidden_size": 16, "dropout": 0.0,
                      "embedding_dropout": 0.0, "head_dropout": 0.0, **model}  # fmt: skip
@@ -84,7 +84,7 @@ def make_sentiment_repository(
     holds ``model.onnx`` (inputs ``input_ids``/``lengths``, output ``probabilities``) and ``vocab.json``.
     """
     from training.settings import TrainingSettings
-    from training.tasks.sentiment import SentimentTask
+    from training.tasks.sentiment.task import SentimentTask
     from training.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="rnnserve-tiny-") as tmp:

@@ -1,11 +1,11 @@
 """Translation (sequence-to-sequence): SentencePiece subwords in, detokenized text out.
 
-Registers the ``sentencepiece`` tokenizer type with the shared registry of ``service.tasks.text`` (so a
+Registers the ``sentencepiece`` tokenizer type with the shared registry of ``service.text`` (so a
 manifest's ``tokenizer`` spec rebuilds it) and holds :class:`TranslationCodec`, the one place where a source
 text becomes encoder input and target ids become text; training builds its tensors with it too.
 
 SentencePiece models are trained with ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3, so piece ids are
-the ids of the project's :class:`~service.tasks.text.Vocab` (the manifest also ships ``vocab.json`` files).
+the ids of the project's :class:`~service.text.Vocab` (the manifest also ships ``vocab.json`` files).
 """
 
 from __future__ import annotations

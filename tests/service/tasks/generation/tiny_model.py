@@ -20,12 +20,12 @@ NAME = "generation-tiny"
 class TinyGeneration:
     root: Path  # the model repository
     name: str
-    model: object  # training.tasks.generation_model.CharLM, in eval mode
+    model: object  # training.tasks.generation.network.CharLM, in eval mode
     codec: object  # service.tasks.generation.CharCodec
 
 
 def generation_config(data_path: Path, name: str = NAME, cell: str = "lstm", epochs: int = 30):
-    from training.tasks.generation_config import GenerationConfig
+    from training.tasks.generation.config import GenerationConfig
 
     return GenerationConfig.model_validate(
         {
@@ -52,7 +52,7 @@ def generation_config(data_path: Path, name: str = NAME, cell: str = "lstm", epo
 def make_generation_repository(work: Path, cell: str = "lstm", name: str = NAME) -> TinyGeneration:
     """Trains on ``TEXT`` with the generic trainer and exports to ``work/models``."""
     from training.settings import TrainingSettings
-    from training.tasks.generation import GenerationTask
+    from training.tasks.generation.task import GenerationTask
     from training.trainer import Trainer
 
     data = work / "data" / "tiny.txt"

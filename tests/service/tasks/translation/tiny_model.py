@@ -38,7 +38,7 @@ def write_data(root: Path) -> Path:
 
 
 def translation_config(name: str = NAME, cell: str = "gru", epochs: int = 3):
-    from training.tasks.translation_config import TranslationConfig
+    from training.tasks.translation.config import TranslationConfig
 
     return TranslationConfig.model_validate(
         {
@@ -71,7 +71,7 @@ class TinyTranslation:
 
 def build_tiny_translation(tmp: Path, cell: str = "gru", epochs: int = 12) -> TinyTranslation:
     from training.settings import TrainingSettings
-    from training.tasks.translation import TranslationTask
+    from training.tasks.translation.task import TranslationTask
     from training.trainer import Trainer
 
     data = write_data(tmp / "data")

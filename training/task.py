@@ -35,6 +35,7 @@ from torch import nn
 
 from service.manifest import ModelManifest
 from training.config import ExperimentConfig
+from training.report_rows import default_row
 from training.settings import TrainingSettings
 
 Batch = dict[str, torch.Tensor]
@@ -118,6 +119,4 @@ class TrainingTask(abc.ABC):
     @classmethod
     def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
         """One table row of a model in the repository; override to add task-specific figures (latency)."""
-        from training.report import default_row
-
         return default_row(model_dir, manifest)

@@ -3,15 +3,15 @@
     python -m training train --config training/configs/translation_gru.toml --export
 
 Subword vocabularies are SentencePiece models trained on the training split (ids equal the project's
-``Vocab`` ids). Decoding in evaluation is the service's own numpy search (``service.translation.search``)
-over the PyTorch step, so reported and served translations come from one implementation. Metrics:
-SacreBLEU and chrF (cased, detokenized); dev ``bleu`` (greedy) selects checkpoints, test is report-only.
+``Vocab`` ids). Decoding in evaluation is the service's own numpy search
+(``service.tasks.translation.search``) over the PyTorch step, so reported and served translations come
+from one implementation. Metrics: SacreBLEU and chrF (cased, detokenized); dev ``bleu`` (greedy) selects
+checkpoints, test is report-only.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import shutil
@@ -26,20 +26,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import GraphSpec, ModelManifest
-from service.tasks.translation.model import TranslationModel
-from service.text import Vocab, pad_batch
+from service.manifest import GraphSpec, ModelManifest, version_dirs
 from service.tasks.translation.codec import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
+from service.tasks.translation.model import TranslationModel
 from service.tasks.translation.search import SearchParams, beam_search, greedy_search
+from service.text import Vocab, pad_batch
 from training.batching import bucketed_batches, sorted_batches
 from training.export import graph_specs, prepare_version_dir, training_info
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
-from training.readers import read_parallel
+from training.readers import file_sha256, read_parallel
+from training.registry import register_task
+from training.report_rows import default_row
 from training.settings import REPO_ROOT
-from training.tasks import register_task
-from training.tasks.base import Batch, TrainingTask
-from training.tasks.translation_config import TranslationConfig
-from training.tasks.translation_export import (
+from training.task import Batch, TrainingTask
+from training.tasks.translation.config import TranslationConfig
+from training.tasks.translation.export import (
     ENCODER_FILE,
     STEP_FILE,
     check_graph_parity,
@@ -53,17 +54,13 @@ from training.tasks.translation_export import (
     translate_served,
     weight_bytes,
 )
-from training.tasks.translation_model import Seq2Seq
+from training.tasks.translation.network import Seq2Seq
 
 log = logging.getLogger(__name__)
 
 SIDES = ("source", "target")
 #: graph key in the manifest -> file in the version folder
 GRAPH_FILES = {"encoder": ENCODER_FILE, "step": STEP_FILE}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
@@ -88,7 +85,7 @@ class TranslationTask(TrainingTask):
         "`loadtest/payloads.json` (dev sentences), 1 and 32 sentences per call, best of 3 passes; over "
         "HTTP and under load: [benchmarks](benchmarks.md), `python -m loadtest.bench_translate`.",
         "Variants (GRU against LSTM on one schedule), runs that did not ship and how the default was "
-        "chosen: [experiments](experiments.md#translation-multi30k-en-fr-issue-5).",
+        "chosen: [experiments](experiments.md#translation-multi30k-en-fr).",
     )
 
     config: TranslationConfig
@@ -139,7 +136,7 @@ class TranslationTask(TrainingTask):
             split: {
                 "path": [str(p) for p in paths],
                 "rows": len(self.texts[split][0]),
-                "sha256": [_sha256(p) for p in paths],
+                "sha256": [file_sha256(p) for p in paths],
             }
             for split, paths in self.paths.items()
         }
@@ -390,8 +387,6 @@ class TranslationTask(TrainingTask):
     @classmethod
     def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
         """BLEU/chrF as measured by the export on the shipped graphs (greedy, and beam for test)."""
-        from training.report import default_row
-
         row = default_row(model_dir, manifest)
         arch, dev, test = (
             manifest.architecture,
@@ -425,8 +420,6 @@ class TranslationTask(TrainingTask):
     def _report_speed(model_dir: Path, manifest: ModelManifest, sentences: int = 64) -> str:
         """In-process sentences/s (the service's model class, one ORT thread) on the load test's English
         texts (``loadtest/payloads.json``, dev sentences), greedy and with the test figures' beam."""
-        from service.manifest import version_dirs
-
         payloads = REPO_ROOT / "loadtest" / "payloads.json"
         if not payloads.exists():
             return "—"

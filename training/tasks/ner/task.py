@@ -8,27 +8,24 @@ precision/recall/F1 by seqeval (conlleval-style default mode), overall and per e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from torch import nn
 
 from service.manifest import GraphSpec, ModelManifest, version_dirs
-from service.tasks.ner.contract import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS
 from service.tasks.ner.codec import OUTSIDE, CrfScores, NerCodec, iob1_to_bio
+from service.tasks.ner.contract import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS
 from service.text import Vocab, WordTokenizer
 from training.batching import bucketed_batches, sorted_batches
-from training.config import ExperimentConfig, Section
 from training.export import (
     check_parity,
     export_onnx,
@@ -38,111 +35,14 @@ from training.export import (
     training_info,
 )
 from training.quantization import Graphs, Metrics, choose_precision
-from training.readers import read_conll
-from training.tasks import register_task
-from training.tasks.base import Batch, TrainingTask
-from training.tasks.ner_model import CRF, EmissionTagger
+from training.readers import read_conll, split_info
+from training.registry import register_task
+from training.report_rows import format_bytes, measure_latency_ms
+from training.task import Batch, TrainingTask
+from training.tasks.ner.config import NerConfig
+from training.tasks.ner.network import NerNetwork
 
 log = logging.getLogger(__name__)
-
-
-class NerData(Section):
-    train: str = "ner/train.txt"
-    dev: str = "ner/valid.txt"
-    test: str | None = "ner/test.txt"
-    scheme: Literal["iob1", "bio"] = Field("iob1", description="tag scheme of the files; BIO is used inside")
-    lowercase_words: bool = Field(True, description="word lookup lower-cased (chars keep the case)")
-    zero_digits: bool = True
-    min_freq: int = Field(1, ge=1)
-    max_vocab: int | None = Field(None, ge=5)
-    max_word_chars: int = Field(30, ge=1)
-    max_tokens: int = Field(512, ge=1, description="serving truncates longer texts")
-
-
-class NerModelConfig(Section):
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    bidirectional: bool = True
-    num_layers: int = Field(1, ge=1)
-    word_dim: int = Field(100, ge=1)
-    char_dim: int = Field(30, ge=1)
-    char_filters: int = Field(50, ge=1)
-    char_kernel: int = Field(3, ge=1)
-    hidden_size: int = Field(200, ge=1)
-    dropout: float = Field(0.5, ge=0, lt=1)
-    word_dropout: float = Field(0.05, ge=0, lt=1)
-    crf: bool = Field(True, description="CRF layer; false: per-token softmax + BIO repair")
-    members: int = Field(1, ge=1, description="ensemble size: independent taggers averaged in one graph")
-
-
-class NerConfig(ExperimentConfig):
-    task: Literal["ner"] = "ner"
-    data: NerData = Field(default_factory=NerData)
-    model: NerModelConfig = Field(default_factory=NerModelConfig)
-
-
-class _Member(nn.Module):
-    def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any]):
-        super().__init__()
-        self.tagger = EmissionTagger(num_tags=len(labels), **tagger)
-        self.crf = CRF(labels) if crf else None
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        emissions = self.tagger(batch[WORD_IDS], batch[CHAR_IDS], batch[LENGTHS])
-        if self.crf is not None:
-            return self.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
-        mask = torch.arange(emissions.size(1)).unsqueeze(0) < batch[LENGTHS].unsqueeze(1)
-        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
-
-
-class NerNetwork(nn.Module):
-    """The tagger plus (optionally) its CRF; ``forward`` gives emissions, as the exported graph does.
-
-    ``members > 1`` trains independent taggers (each with its own CRF and loss) side by side. The ensemble
-    decodes with the members' *mean* emission and transition scores: a path's mean score is the log of the
-    geometric mean of the members' (unnormalised) path probabilities, so Viterbi over the averaged scores
-    is the product-of-experts decision, and the graph and ``transitions.json`` keep the single-model form
-    the service already decodes. Without a CRF the members' log-softmax outputs are averaged.
-    """
-
-    def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any], members: int = 1):
-        super().__init__()
-        if members < 1:
-            raise ValueError("members must be >= 1")
-        self.has_crf = crf
-        self.members = nn.ModuleList(_Member(labels, crf, tagger) for _ in range(members))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written before ensembles existed keep one member's keys at the top level.
-        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "members.")]:
-            state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Sum of the members' own losses (each member learns as if trained alone)."""
-        return torch.stack([member.loss(batch) for member in self.members]).sum()
-
-    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if len(self.members) == 1:
-            return self.members[0].tagger(word_ids, char_ids, lengths)
-        scores = [member.tagger(word_ids, char_ids, lengths) for member in self.members]
-        if not self.has_crf:
-            scores = [torch.log_softmax(s, dim=-1) for s in scores]
-        return torch.stack(scores).mean(dim=0)
-
-    def crf_scores(self) -> CrfScores | None:
-        if not self.has_crf:
-            return None
-        crfs = [member.crf for member in self.members]
-        return CrfScores(
-            *(
-                torch.stack([getattr(c, name) for c in crfs]).mean(dim=0).detach().double().numpy()
-                for name in ("transitions", "start", "end")
-            )
-        )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @register_task
@@ -215,8 +115,7 @@ class NerTask(TrainingTask):
 
     def data_info(self) -> dict[str, Any]:
         return {
-            split: {"path": str(self.paths[split]), "rows": len(words), "sha256": _sha256(self.paths[split])}
-            for split, (words, _, _) in self.splits.items()
+            split: split_info(self.paths[split], len(words)) for split, (words, _, _) in self.splits.items()
         }
 
     def _tensors(self, split: str, indices: list[int]) -> Batch:
@@ -438,8 +337,6 @@ class NerTask(TrainingTask):
 
     @classmethod
     def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
-        from training.report import format_bytes, measure_latency_ms
-
         _, version_dir = version_dirs(model_dir)[-1]
         arch, tagger = manifest.architecture, manifest.architecture.get("tagger", {})
         cell = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}.get(tagger.get("cell"), str(tagger.get("cell")))

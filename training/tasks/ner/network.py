@@ -8,12 +8,15 @@ decoded by the service in numpy (``service.tasks.ner``), with the same BIO const
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from service.tasks.ner.codec import FORBIDDEN, transition_masks
-from training.models.encoder import CELLS, reverse_index
+from service.tasks.ner.codec import FORBIDDEN, CrfScores, transition_masks
+from service.tasks.ner.contract import CHAR_IDS, LENGTHS, WORD_IDS
+from training.encoder import CELLS, reverse_index
+from training.task import Batch
 
 
 def _reverse_within_length(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -138,3 +141,64 @@ class CRF(nn.Module):
         gold = gold + end[last]
         log_z = torch.logsumexp(alpha + end, dim=1)
         return (log_z - gold).mean()
+
+
+class _Member(nn.Module):
+    def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any]):
+        super().__init__()
+        self.tagger = EmissionTagger(num_tags=len(labels), **tagger)
+        self.crf = CRF(labels) if crf else None
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        emissions = self.tagger(batch[WORD_IDS], batch[CHAR_IDS], batch[LENGTHS])
+        if self.crf is not None:
+            return self.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
+        mask = torch.arange(emissions.size(1)).unsqueeze(0) < batch[LENGTHS].unsqueeze(1)
+        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+
+
+class NerNetwork(nn.Module):
+    """The tagger plus (optionally) its CRF; ``forward`` gives emissions, as the exported graph does.
+
+    ``members > 1`` trains independent taggers (each with its own CRF and loss) side by side. The ensemble
+    decodes with the members' *mean* emission and transition scores: a path's mean score is the log of the
+    geometric mean of the members' (unnormalised) path probabilities, so Viterbi over the averaged scores
+    is the product-of-experts decision, and the graph and ``transitions.json`` keep the single-model form
+    the service already decodes. Without a CRF the members' log-softmax outputs are averaged.
+    """
+
+    def __init__(self, labels: list[str], crf: bool, tagger: dict[str, Any], members: int = 1):
+        super().__init__()
+        if members < 1:
+            raise ValueError("members must be >= 1")
+        self.has_crf = crf
+        self.members = nn.ModuleList(_Member(labels, crf, tagger) for _ in range(members))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before ensembles existed keep one member's keys at the top level.
+        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "members.")]:
+            state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Sum of the members' own losses (each member learns as if trained alone)."""
+        return torch.stack([member.loss(batch) for member in self.members]).sum()
+
+    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if len(self.members) == 1:
+            return self.members[0].tagger(word_ids, char_ids, lengths)
+        scores = [member.tagger(word_ids, char_ids, lengths) for member in self.members]
+        if not self.has_crf:
+            scores = [torch.log_softmax(s, dim=-1) for s in scores]
+        return torch.stack(scores).mean(dim=0)
+
+    def crf_scores(self) -> CrfScores | None:
+        if not self.has_crf:
+            return None
+        crfs = [member.crf for member in self.members]
+        return CrfScores(
+            *(
+                torch.stack([getattr(c, name) for c in crfs]).mean(dim=0).detach().double().numpy()
+                for name in ("transitions", "start", "end")
+            )
+        )

@@ -8,25 +8,22 @@ float32 [B, C].
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
-from service.manifest import GraphSpec, ModelManifest
-from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
+from service.manifest import GraphSpec, ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
+from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
 from training.batching import bucketed_batches, sorted_batches
-from training.config import ExperimentConfig, Section
 from training.export import (
     check_parity,
     export_onnx,
@@ -35,54 +32,15 @@ from training.export import (
     prepare_version_dir,
     training_info,
 )
-from training.models import SequenceClassifier
-from training.models.classifier import ProbabilityModel
 from training.quantization import Graphs, Metrics, choose_precision
-from training.readers import read_labelled_text
-from training.tasks import register_task
-from training.tasks.base import Batch, TrainingTask
+from training.readers import read_labelled_text, split_info
+from training.registry import register_task
+from training.report_rows import format_bytes, measure_latency_ms
+from training.task import Batch, TrainingTask
+from training.tasks.sentiment.config import SentimentConfig
+from training.tasks.sentiment.network import ProbabilityModel, SequenceClassifier
 
 log = logging.getLogger(__name__)
-
-
-class SentimentData(Section):
-    train: str = "sentiment/train.tsv"
-    dev: str = "sentiment/dev.tsv"
-    test: str | None = "sentiment/test.tsv"
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: list[str] | None = Field(None, description="raw label values in class order; default: sorted")
-    label_names: list[str] | None = Field(None, description="served label names, one per class")
-    tokenizer: Literal["word", "whitespace"] = "word"
-    lowercase: bool = True
-    min_freq: int = Field(1, ge=1)
-    max_vocab: int | None = Field(None, ge=5)
-    max_tokens: int = Field(512, ge=1, description="longer texts are truncated (training and serving)")
-
-
-class SentimentModel(Section):
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    bidirectional: bool = False
-    num_layers: int = Field(1, ge=1)
-    embedding_dim: int = Field(128, ge=1)
-    hidden_size: int = Field(128, ge=1)
-    dropout: float = Field(0.3, ge=0, lt=1)
-    embedding_dropout: float = Field(0.2, ge=0, lt=1)
-    word_dropout: float = Field(0.0, ge=0, lt=1)
-    pooling: Literal["last", "mean", "max", "attention", "max_mean"] = "max"
-    head_dropout: float = Field(0.3, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    members: int = Field(1, ge=1, description="ensemble size: independent members averaged in one graph")
-
-
-class SentimentConfig(ExperimentConfig):
-    task: Literal["sentiment"] = "sentiment"
-    data: SentimentData = Field(default_factory=SentimentData)
-    model: SentimentModel = Field(default_factory=SentimentModel)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @register_task
@@ -135,10 +93,7 @@ class SentimentTask(TrainingTask):
             )
 
     def data_info(self) -> dict[str, Any]:
-        return {
-            split: {"path": str(self.paths[split]), "rows": len(ids), "sha256": _sha256(self.paths[split])}
-            for split, (ids, _) in self.splits.items()
-        }
+        return {split: split_info(self.paths[split], len(ids)) for split, (ids, _) in self.splits.items()}
 
     def _tensors(self, split: str, indices: list[int]) -> Batch:
         ids, labels = self.splits[split]
@@ -355,9 +310,6 @@ class SentimentTask(TrainingTask):
 
     @classmethod
     def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
-        from service.manifest import version_dirs
-        from training.report import format_bytes, measure_latency_ms
-
         _, version_dir = version_dirs(model_dir)[-1]
         arch = manifest.architecture
         enc = arch.get("encoder", {})

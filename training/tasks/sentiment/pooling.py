@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.models.encoder import EncoderOutput
+from training.encoder import EncoderOutput
 
 POOLINGS = ("last", "mean", "max", "attention", "max_mean")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.models import CELLS, POOLINGS, SequenceClassifier
-from training.models.encoder import RNNEncoder, reverse_index
+from training.encoder import CELLS, RNNEncoder, reverse_index
+from training.tasks.sentiment.network import SequenceClassifier
+from training.tasks.sentiment.pooling import POOLINGS
 
 
 def padded(seqs: list[torch.Tensor], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,8 +73,8 @@ def test_unknown_cell_and_pooling_are_errors() -> None:
 
 def test_ensemble_averages_member_probabilities_and_ignores_padding() -> None:
     torch.manual_seed(0)
-    model = SequenceClassifier({"vocab_size": 30, "embedding_dim": 6, "hidden_size": 5, "bidirectional": True},
-                               num_classes=2, members=3).eval()  # fmt: skip
+    encoder = {"vocab_size": 30, "embedding_dim": 6, "hidden_size": 5, "bidirectional": True}
+    model = SequenceClassifier(encoder, num_classes=2, members=3).eval()
     ids, lengths = padded([torch.tensor([4, 5, 6]), torch.tensor([7])], width=5)
     with torch.no_grad():
         probs = torch.softmax(model(ids, lengths), -1)

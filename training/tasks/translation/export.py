@@ -1,13 +1,8 @@
 """Translation export: the encoder graph and the decoder-step graph, and their parity with PyTorch.
 
-Graph contract (read by ``service.plugins.translation``): the encoder takes ``src_ids [B, S]`` and
-``src_lengths [B]`` and gives ``memory [B, S, 2H]``, ``keys [B, S, H]`` and the initial ``hidden`` (and for
-LSTM ``cell``) ``[B, L, H]``; the step takes ``prev_tokens [N]``, the states, ``memory``, ``keys`` and
-``src_lengths`` and gives ``log_probs [N, V]``, ``hidden_out`` (``cell_out``) and ``attention [N, S]``.
-
-Exported graphs are evaluated with the service's own :class:`~service.plugins.translation.TranslationModel`
-(its codec, session options, batching path and search), so the manifest's figures are those of the
-served model.
+The graphs follow ``service.tasks.translation.contract``. Exported graphs are evaluated with the service's
+own :class:`~service.tasks.translation.model.TranslationModel` (its codec, session options, batching path
+and search), so the manifest's figures are those of the served model.
 """
 
 from __future__ import annotations
@@ -22,14 +17,13 @@ import torch
 
 from service.config import Settings
 from service.manifest import ModelManifest, ParityReport
-from service.tasks.translation.plugin import PLUGIN
-from service.tasks.translation.model import TranslationModel
 from service.runtime import create_session
-from service.tasks.translation.contract import SRC_IDS, SRC_LENGTHS
-from service.tasks.translation.contract import BOS_ID, EOS_ID
+from service.tasks.translation.contract import BOS_ID, EOS_ID, SRC_IDS, SRC_LENGTHS
+from service.tasks.translation.model import TranslationModel
+from service.tasks.translation.model import build as build_served
 from service.tasks.translation.search import Arrays, SearchParams
 from training.export import export_onnx, ort_session
-from training.tasks.translation_model import EncoderGraph, Seq2Seq, step_graph
+from training.tasks.translation.network import EncoderGraph, Seq2Seq, step_graph
 
 ENCODER_FILE, STEP_FILE = "encoder.onnx", "step.onnx"
 
@@ -152,7 +146,7 @@ def served_translator(
     paths = graphs or {key: version_dir / spec.file for key, spec in manifest.graphs.items()}
     sessions = {key: create_session(paths[key], spec, settings) for key, spec in manifest.graphs.items()}
     version = int(version_dir.name) if version_dir.name.isdigit() else 1
-    return PLUGIN.build(manifest, version, version_dir, sessions, settings)
+    return build_served(manifest, version, version_dir, sessions, settings)
 
 
 def translate_served(model: TranslationModel, sources: Sequence[str], params: SearchParams) -> list[str]:

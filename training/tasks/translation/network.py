@@ -1,6 +1,6 @@
 """Encoder-decoder with Luong ("general") attention for translation, and its two export graphs.
 
-The encoder is the padding-invariant bidirectional :class:`~training.models.encoder.RNNEncoder`; a bridge
+The encoder is the padding-invariant bidirectional :class:`~training.encoder.RNNEncoder`; a bridge
 turns its final states into the decoder's initial state. The decoder runs its RNN first and attends with
 the new top-layer output (Luong, no input feeding), so training runs the whole teacher-forced target in one
 RNN call and serving runs the same code one step at a time. Decoder states are batch-first
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.models.encoder import RNNEncoder
+from training.encoder import RNNEncoder
 
 NEG = -1e9
 

@@ -1,6 +1,6 @@
 """Held-out losses of the character language model in PyTorch (the generation task's dev metrics).
 
-:func:`training.tasks.generation_export.onnx_losses` measures the same two figures on the exported graph.
+:func:`training.tasks.generation.export.onnx_losses` measures the same two figures on the exported graph.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from training.tasks.generation_data import CharCorpus, stream_segments
-from training.tasks.generation_model import CharLM
+from training.tasks.generation.data import CharCorpus, stream_segments
+from training.tasks.generation.network import CharLM
 
 
 @torch.no_grad()

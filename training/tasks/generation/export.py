@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from service.manifest import GraphSpec, ParityReport, TensorSpec
 from service.text import pad_batch
 from training.export import _rnn_export_support, ort_session
-from training.tasks.generation_model import CharLM, PrefillGraph, StepGraph
+from training.tasks.generation.network import CharLM, PrefillGraph, StepGraph
 from training.weight_sharing import random_feed
 
 PREFILL_FILE, STEP_FILE = "prefill.onnx", "step.onnx"
@@ -164,7 +164,7 @@ def rollout_parity(
 
 
 def onnx_losses(step_graph: Path, val_ids: np.ndarray, bos_id: int, segments: int, seq_len: int) -> dict:
-    """The validation losses of :mod:`training.tasks.generation_metrics`, measured on ``step_graph`` with
+    """The validation losses of :mod:`training.tasks.generation.metrics`, measured on ``step_graph`` with
     ONNX Runtime loaded as the service loads it (int8 weights folded at load): ``loss`` over ``segments``
     parallel streams of the held-out text, ``window_loss`` over its zero-state windows of ``seq_len``
     characters."""

@@ -5,7 +5,7 @@
     python -m training quantize --model models/generation-lstm [--export.KEY=V]   (post hoc, fp32 exports)
 
 Data: one plain text, the last ``data.val_fraction`` held out as the ``dev`` split (there is no test split;
-the issue defines validation loss as the figure to report). Metric: ``loss``, nats per character over the
+validation loss is the figure reported). Metric: ``loss``, nats per character over the
 held-out text read as ``lm.eval_segments`` streams from ``<bos>`` (lower is better); ``window_loss`` is the
 same over zero-state windows of ``lm.seq_len`` characters (the training objective, nanoGPT-style).
 
@@ -40,12 +40,13 @@ from service.text import CharTokenizer, Vocab
 from training.config import build_config, require_export_overrides
 from training.export import prepare_version_dir, training_info
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
+from training.registry import register_task
+from training.report_rows import default_row, measure_latency_ms
 from training.settings import TrainingSettings
-from training.tasks import register_task
-from training.tasks.base import Batch, TrainingTask
-from training.tasks.generation_config import GenerationConfig
-from training.tasks.generation_data import CharCorpus, training_batch
-from training.tasks.generation_export import (
+from training.task import Batch, TrainingTask
+from training.tasks.generation.config import GenerationConfig
+from training.tasks.generation.data import CharCorpus, training_batch
+from training.tasks.generation.export import (
     PREFILL_FILE,
     STEP_FILE,
     export_graphs,
@@ -56,8 +57,8 @@ from training.tasks.generation_export import (
     rollout_logits,
     rollout_parity,
 )
-from training.tasks.generation_metrics import stream_loss, window_loss
-from training.tasks.generation_model import CharLM
+from training.tasks.generation.metrics import stream_loss, window_loss
+from training.tasks.generation.network import CharLM
 from training.weight_sharing import WEIGHTS_FILE, WEIGHTS_KEY, SharingReport, graph_bytes, share_weights
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,8 @@ class GenerationTask(TrainingTask):
     selection_mode: ClassVar[str] = "min"
     report_title: ClassVar[str] = "Text generation (character-level language model, Tiny Shakespeare)"
     report_notes: ClassVar[tuple[str, ...]] = (
-        "`generation-lstm` was trained by the former standalone loop "
-        "(`training.tasks.generation_train`, since "
-        "folded into the generic trainer); the same configuration now trains with "
+        "`generation-lstm`'s manifest records the command of an earlier training loop; its configuration "
+        "trains with "
         "`python -m training train --config training/configs/generation_lstm.toml --export [--resume]`.",
         "Both models were exported in fp32 and quantized afterwards (their checkpoints were gone) with "
         "`python -m training quantize --model models/<name> --export.quantize_max_drop=0.01 "
@@ -212,8 +212,6 @@ class GenerationTask(TrainingTask):
 
     @classmethod
     def report_row(cls, model_dir: Path, manifest: ModelManifest) -> dict[str, str]:
-        from training.report import default_row, measure_latency_ms
-
         row = default_row(model_dir, manifest)
         dev = manifest.metrics.get("dev", {})
         training = manifest.training

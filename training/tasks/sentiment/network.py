@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.models.encoder import RNNEncoder
-from training.models.pooling import Pooling
+from training.encoder import RNNEncoder
+from training.tasks.sentiment.pooling import Pooling
 
 
 class _Member(nn.Module):

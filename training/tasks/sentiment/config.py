@@ -1,0 +1,45 @@
+"""Configuration of a sentiment experiment (one TOML file per experiment in training/configs/)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from training.config import ExperimentConfig, Section
+
+
+class SentimentData(Section):
+    train: str = "sentiment/train.tsv"
+    dev: str = "sentiment/dev.tsv"
+    test: str | None = "sentiment/test.tsv"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = Field(None, description="raw label values in class order; default: sorted")
+    label_names: list[str] | None = Field(None, description="served label names, one per class")
+    tokenizer: Literal["word", "whitespace"] = "word"
+    lowercase: bool = True
+    min_freq: int = Field(1, ge=1)
+    max_vocab: int | None = Field(None, ge=5)
+    max_tokens: int = Field(512, ge=1, description="longer texts are truncated (training and serving)")
+
+
+class SentimentModel(Section):
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    bidirectional: bool = False
+    num_layers: int = Field(1, ge=1)
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    embedding_dropout: float = Field(0.2, ge=0, lt=1)
+    word_dropout: float = Field(0.0, ge=0, lt=1)
+    pooling: Literal["last", "mean", "max", "attention", "max_mean"] = "max"
+    head_dropout: float = Field(0.3, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    members: int = Field(1, ge=1, description="ensemble size: independent members averaged in one graph")
+
+
+class SentimentConfig(ExperimentConfig):
+    task: Literal["sentiment"] = "sentiment"
+    data: SentimentData = Field(default_factory=SentimentData)
+    model: SentimentModel = Field(default_factory=SentimentModel)
