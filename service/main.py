@@ -25,6 +25,7 @@ from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.plugin import TaskPlugin
 from service.repository import ModelRepository
+from service.ui import routes as ui
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     )
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(ui.router)
     for plugin in plugins:
         if plugin.router is not None:
             app.include_router(plugin.router)
