@@ -25,11 +25,22 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path, name: str, known: set[str]) -> set[str]:
-    """First-party modules a module imports anywhere in its body (function-level imports included), and
-    the packages Python runs on the way (``a.b.c`` runs ``a`` and ``a.b`` first)."""
+    """First-party modules a module imports anywhere in its body (function-level imports included; those
+    under ``if TYPE_CHECKING:`` never run), and the packages Python runs on the way (``a.b.c`` runs ``a``
+    and ``a.b`` first)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from training.checkpoints import load_run
 from training.config import ConfigError
 from training.derived import recipe, renamed_config, save_derived_run
 from training.settings import TrainingSettings
@@ -67,7 +68,7 @@ def average_run(
     best_path = run_dir / BEST_FILE
     if not best_path.exists():
         raise ConfigError(f"{best_path} does not exist: average the epochs of a finished run")
-    base = torch.load(best_path, map_location="cpu", weights_only=False)
+    base = load_run(best_path)
     saved = [torch.load(f, map_location="cpu", weights_only=False) for f in epoch_files(run_dir, last)]
     epochs = [s["epoch"] for s in saved]
     described = base["config"].get("export", {}).get("description", "")

@@ -26,3 +26,23 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Deterministic evaluation batches of similar lengths (callers restore the original order)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class BucketedTraining:
+    """``train_batches`` and ``num_train_batches`` of a task whose training examples are sequences
+    (``training_sequences()``) that ``batch_tensors(split, indices)`` turns into a batch: shuffled batches
+    of similar lengths (:func:`bucketed_batches`)."""
+
+    def training_sequences(self) -> Sequence[Sequence[int]]:
+        raise NotImplementedError
+
+    def batch_tensors(self, split: str, indices: list[int]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        lengths = [len(s) for s in self.training_sequences()]
+        for indices in bucketed_batches(lengths, self.config.trainer.batch_size, generator):
+            yield self.batch_tensors("train", indices)
+
+    def num_train_batches(self) -> int:
+        return -(-len(self.training_sequences()) // self.config.trainer.batch_size)

@@ -72,11 +72,10 @@ def train(
 
 def load_checkpoint(path: Path, settings: TrainingSettings, export_overrides: list[str] = ()):
     """Task, model (eval mode) and checkpoint dict; ``--export.*`` overrides change how it is exported."""
-    import torch
-
+    from training.checkpoints import load_run
     from training.registry import get_task
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_run(path)
     task_cls = get_task(checkpoint["task"])
     if export_overrides:
         require_export_overrides(export_overrides, "export")

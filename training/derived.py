@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from training.checkpoints import FORMAT as CHECKPOINT_FORMAT
 from training.machine import machine_description
 from training.settings import TrainingSettings
 from training.trainer import save_run
@@ -67,6 +68,7 @@ def save_derived_run(
     metrics = {split: task.evaluate(model, split) for split in task.eval_splits()}
     selection = base["selection_metric"]
     checkpoint = {
+        "format": CHECKPOINT_FORMAT,
         "task": base["task"],
         "config": config,
         "model_args": model_args,

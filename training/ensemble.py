@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from training.checkpoints import load_run
 from training.config import ConfigError
 from training.derived import recipe, renamed_config, save_derived_run
 from training.settings import TrainingSettings
@@ -43,11 +44,11 @@ _BOOKKEEPING: tuple[tuple[str, ...], ...] = (
 
 
 def _member_states(state_dict: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    """A checkpoint's members' own state dicts (a pre-ensemble checkpoint is one member)."""
+    """A checkpoint's members' own state dicts."""
     members: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
         match = _MEMBER_KEY.match(key)
-        index, rest = (int(match[1]), match[2]) if match else (0, key)
+        index, rest = int(match[1]), match[2]
         members.setdefault(index, {})[rest] = value
     return [members[i] for i in sorted(members)]
 
@@ -87,7 +88,7 @@ def merge_checkpoints(
 
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two checkpoints")
-    checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    checkpoints = [load_run(p) for p in paths]
     _check_compatible(checkpoints, paths)
     first = checkpoints[0]
     states = [state for checkpoint in checkpoints for state in _member_states(checkpoint["state_dict"])]

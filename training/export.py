@@ -376,17 +376,16 @@ def graph_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 
 def training_info(checkpoint: dict[str, Any]) -> TrainingInfo:
-    """A manifest's ``training`` record from a run's ``best.pt`` (entries an older checkpoint lacks are
-    left at their defaults; the seed then comes from its config)."""
+    """A manifest's ``training`` record from a run's ``best.pt`` (current format: training.checkpoints)."""
     return TrainingInfo(
-        data=checkpoint.get("data", {}),
+        data=checkpoint["data"],
         config=checkpoint["config"],
-        epochs_run=checkpoint.get("epochs_run", 0),
-        best_epoch=checkpoint.get("best_epoch", 0),
-        train_time_s=round(checkpoint.get("train_time_s", 0.0), 1),
-        seed=checkpoint.get("seed", checkpoint["config"].get("seed", 0)),
-        machine=checkpoint.get("machine", ""),
-        command=checkpoint.get("command", ""),
+        epochs_run=checkpoint["epochs_run"],
+        best_epoch=checkpoint["best_epoch"],
+        train_time_s=round(checkpoint["train_time_s"], 1),
+        seed=checkpoint["seed"],
+        machine=checkpoint["machine"],
+        command=checkpoint["command"],
     )
 
 

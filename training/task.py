@@ -1,6 +1,6 @@
 """The contract a training-task plug-in fulfils; the generic :class:`~training.trainer.Trainer` needs no more.
 
-A plug-in is a subclass of :class:`TrainingTask` registered with :func:`training.tasks.register_task`. Its
+A plug-in is a subclass of :class:`TrainingTask` registered with :func:`training.registry.register_task`. Its
 lifecycle in ``python -m training train``::
 
     task = TaskClass(config, settings)            # config: an instance of TaskClass.config_class
@@ -16,16 +16,16 @@ and in ``python -m training export``, from a checkpoint::
 Checkpoints store ``config``, ``model_args`` and ``task_state`` (vocabularies, labels: plain JSON data), so
 a model is rebuilt without re-reading the training data.
 
-``export`` builds on the shared helpers in :mod:`training.export` (``export_onnx`` with dynamic axes,
-``check_parity`` on real dev examples, ``quantize_int8``, ``graph_specs``, ``prepare_version_dir``) and
-writes the manifest with :class:`service.manifest.ModelManifest`; ``SentimentTask.export`` is the
-reference. ``report_columns``/``report_row`` give the task's table in ``docs/models.md``
-(``python -m training report``).
+``export`` is the one skeleton of :mod:`training.exporter`; a task fills its hooks (the ``export`` section
+below; :class:`training.exporter.SingleGraphExport` fills most of them for one-graph tasks) with the
+shared helpers of :mod:`training.export` and :mod:`training.quantization`. ``report_columns`` and
+``report_row`` give the task's table in ``docs/models.md`` (``python -m training report``).
 """
 
 from __future__ import annotations
 
 import abc
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -33,8 +33,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from service.manifest import ModelManifest
+from service.manifest import GraphSpec, ModelManifest, ParityReport
 from training.config import ExperimentConfig
+from training.exporter import ManifestMetrics, Shipped, export_model
+from training.quantization import Graphs, PrecisionChoice
 from training.report_rows import default_row
 from training.settings import TrainingSettings
 
@@ -98,13 +100,63 @@ class TrainingTask(abc.ABC):
         task.load_task_state(checkpoint["task_state"])
         return task
 
-    @abc.abstractmethod
-    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
-        """Writes ``<models_dir>/<export.name>/`` (version folder + manifest); returns the model folder."""
-
     def eval_splits(self) -> Iterable[str]:
         """Splits evaluated once training ends (dev for selection, test for reporting only)."""
         return ("dev", "test")
+
+    # --- export (the skeleton is training.exporter.export_model; these are its hooks) --------------------
+    #: graph key in the manifest -> file in the version folder (the task's service contract)
+    graph_files: ClassVar[dict[str, str]]
+
+    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
+        """Writes ``<models_dir>/<export.name>/`` (version folder + manifest); returns the model folder."""
+        return export_model(self, model, models_dir, checkpoint)
+
+    @abc.abstractmethod
+    def prepare_export(self) -> None:
+        """Loads what parity and metrics need (the data) if it is not loaded; raises if it cannot be."""
+
+    @abc.abstractmethod
+    def architecture_type(self, model: nn.Module) -> str:
+        """The manifest's ``architecture.type`` (the rest is the checkpoint's ``model_args``)."""
+
+    @abc.abstractmethod
+    def export_graphs(self, model: nn.Module, work: Path) -> dict[str, Path]:
+        """fp32 ONNX graphs written under ``work``, keyed like :attr:`graph_files`."""
+
+    @abc.abstractmethod
+    def export_parity(self, model: nn.Module, graphs: Graphs) -> ParityReport:
+        """ONNX Runtime against PyTorch on real dev examples; raises above ``export.parity_tolerance``."""
+
+    @abc.abstractmethod
+    def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
+        """Writes the files the codec reads (vocabularies...) into ``version_dir``; returns ``files``."""
+
+    @abc.abstractmethod
+    def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
+        """The manifest's ``tokenizer``, ``task_options`` and (if any) ``labels``."""
+
+    @abc.abstractmethod
+    def manifest_graphs(self, model: nn.Module, graphs: Graphs) -> dict[str, GraphSpec]:
+        """The manifest's ``graphs`` entries for these graph files."""
+
+    @abc.abstractmethod
+    def choose_export_precision(
+        self, model: nn.Module, draft: ModelManifest, version_dir: Path, graphs: Graphs, work: Path
+    ) -> PrecisionChoice:
+        """fp32 or int8 (:func:`training.quantization.choose_precision`) with the chosen graphs' metrics."""
+
+    def ship_graphs(self, graphs: Graphs, version_dir: Path) -> int:
+        """Copies the chosen graphs into the version folder under the contract's names; returns bytes."""
+        for key, file in self.graph_files.items():
+            shutil.copyfile(graphs[key], version_dir / file)
+        return sum((version_dir / file).stat().st_size for file in self.graph_files.values())
+
+    @abc.abstractmethod
+    def export_metrics(
+        self, model: nn.Module, shipped: Shipped, checkpoint: dict[str, Any]
+    ) -> ManifestMetrics:
+        """The manifest's ``metrics``: the shipped graphs' figures, PyTorch's beside them."""
 
     # --- reporting (docs/models.md, see training.report) ------------------------------------------------
     #: section heading in docs/models.md

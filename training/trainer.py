@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.checkpoints import FORMAT as CHECKPOINT_FORMAT
 from training.config import ConfigError, ExperimentConfig
 from training.machine import machine_description
 from training.task import TrainingTask
@@ -257,16 +258,56 @@ class Trainer:
         steps_per_epoch = self.task.num_train_batches()
         if self.cfg.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, self.cfg.max_steps_per_epoch)
-        total = steps_per_epoch * self.cfg.epochs
+        optimizer, scheduler = self._optimizer(steps_per_epoch * self.cfg.epochs)
+        metric = self.task.selection_metric
+        data = self.task.data_info()
+        progress, best_state = self._start(resume, optimizer, scheduler, generator, data)
+        while progress.epoch < self.cfg.epochs and progress.stale < self.cfg.patience:
+            progress.epoch += 1
+            epoch_start = time.perf_counter()
+            record = self._train_epoch(progress.epoch, generator, optimizer, scheduler, steps_per_epoch)
+            dev = record["dev"]
+            improved = self._better(dev[metric], progress.best)
+            if improved:
+                progress.best, progress.best_epoch, progress.stale = dev[metric], progress.epoch, 0
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                progress.stale += 1
+            log.info(
+                "epoch %d: train_loss %.4f grad_norm mean %.3f max %.3f (clipped %.0f%%) dev %s=%.4f%s",
+                progress.epoch,
+                record["train_loss"],
+                record["grad_norm_mean"],
+                record["grad_norm_max"],
+                100 * record["clipped_share"],
+                metric,
+                dev[metric],
+                " *" if improved else "",
+            )
+            progress.train_time_s += time.perf_counter() - epoch_start
+            self._save_checkpoint(progress, best_state, optimizer, scheduler, generator, data)
+            if self.cfg.keep_epochs:
+                self._keep_epoch(progress.epoch, dev)
+            if progress.stale >= self.cfg.patience:
+                log.info("early stop: no dev improvement in %d epochs", progress.stale)
+        assert best_state is not None
+        return self._finish(progress, best_state, data)
+
+    def _optimizer(self, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        """AdamW and its learning-rate schedule (warm-up, then ``trainer.schedule``) over the whole run."""
         optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=self.cfg.betas
         )
-        warmup = int(self.cfg.warmup_ratio * total)
+        warmup = int(self.cfg.warmup_ratio * total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(self.cfg.schedule, warmup, total, self.cfg.min_lr_ratio)
+            optimizer, lr_lambda(self.cfg.schedule, warmup, total_steps, self.cfg.min_lr_ratio)
         )
-        metric = self.task.selection_metric
-        data = self.task.data_info()
+        return optimizer, scheduler
+
+    def _start(
+        self, resume: bool, optimizer, scheduler, generator: torch.Generator, data: dict[str, Any]
+    ) -> tuple[RunProgress, dict[str, torch.Tensor] | None]:
+        """The run's progress and best weights so far: from ``checkpoint.pt`` when resuming, else fresh."""
         progress, best_state = RunProgress(), None
         if resume and self.checkpoint_path.exists():
             progress, best_state = self._load_checkpoint(optimizer, scheduler, generator, data)
@@ -275,7 +316,7 @@ class Trainer:
                 self.checkpoint_path,
                 progress.epoch,
                 self.cfg.epochs,
-                metric,
+                self.task.selection_metric,
                 "-" if progress.best is None else f"{progress.best:.4f}",
                 progress.best_epoch,
             )
@@ -289,76 +330,65 @@ class Trainer:
         self.history = progress.history
         if progress.epoch == 0:  # a fresh start: no earlier run's epoch weights to average with this one's
             shutil.rmtree(self.run_dir / EPOCHS_DIR, ignore_errors=True)
-        while progress.epoch < self.cfg.epochs and progress.stale < self.cfg.patience:
-            progress.epoch += 1
-            epoch = progress.epoch
-            epoch_start = time.perf_counter()
-            self.model.train()
-            losses, norms = [], []
-            bar = tqdm(
-                self.task.train_batches(generator),
-                total=steps_per_epoch,
-                desc=f"epoch {epoch}/{self.cfg.epochs}",
-                disable=not self.cfg.progress,
-                file=sys.stderr,
-                leave=False,
-            )
-            for step, batch in enumerate(bar):
-                if step >= steps_per_epoch:
-                    break
-                loss = self.task.loss(self.model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm))
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                norms.append(norm)
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", grad_norm=f"{norm:.2f}")
-            bar.close()
-            self.model.eval()
-            dev = self.task.evaluate(self.model, "dev")
-            record = {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "grad_norm_mean": float(np.mean(norms)),
-                "grad_norm_max": float(np.max(norms)),
-                "grad_norm_min": float(np.min(norms)),
-                "clipped_share": float(np.mean(np.asarray(norms) > self.cfg.clip_norm)),
-                "lr": float(scheduler.get_last_lr()[0]),
-                "dev": dev,
-                "epoch_time_s": time.perf_counter() - epoch_start,
-            }
-            self.history.append(record)
-            improved = self._better(dev[metric], progress.best)
-            if improved:
-                progress.best, progress.best_epoch, progress.stale = dev[metric], epoch, 0
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                progress.stale += 1
-            log.info(
-                "epoch %d: train_loss %.4f grad_norm mean %.3f max %.3f (clipped %.0f%%) dev %s=%.4f%s",
-                epoch,
-                record["train_loss"],
-                record["grad_norm_mean"],
-                record["grad_norm_max"],
-                100 * record["clipped_share"],
-                metric,
-                dev[metric],
-                " *" if improved else "",
-            )
-            progress.train_time_s += time.perf_counter() - epoch_start
-            self._save_checkpoint(progress, best_state, optimizer, scheduler, generator, data)
-            if self.cfg.keep_epochs:
-                self._keep_epoch(epoch, dev)
-            if progress.stale >= self.cfg.patience:
-                log.info("early stop: no dev improvement in %d epochs", progress.stale)
-        assert best_state is not None
+        return progress, best_state
+
+    def _train_epoch(
+        self, epoch: int, generator: torch.Generator, optimizer, scheduler, steps_per_epoch: int
+    ) -> dict[str, Any]:
+        """One pass over the training batches, then the dev evaluation; appends and returns the epoch's
+        history record (losses, gradient norms before clipping, learning rate, dev metrics, time)."""
+        epoch_start = time.perf_counter()
+        self.model.train()
+        losses, norms = [], []
+        bar = tqdm(
+            self.task.train_batches(generator),
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}/{self.cfg.epochs}",
+            disable=not self.cfg.progress,
+            file=sys.stderr,
+            leave=False,
+        )
+        for step, batch in enumerate(bar):
+            if step >= steps_per_epoch:
+                break
+            loss = self.task.loss(self.model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm))
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            norms.append(norm)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", grad_norm=f"{norm:.2f}")
+        bar.close()
+        self.model.eval()
+        dev = self.task.evaluate(self.model, "dev")
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "grad_norm_mean": float(np.mean(norms)),
+            "grad_norm_max": float(np.max(norms)),
+            "grad_norm_min": float(np.min(norms)),
+            "clipped_share": float(np.mean(np.asarray(norms) > self.cfg.clip_norm)),
+            "lr": float(scheduler.get_last_lr()[0]),
+            "dev": dev,
+            "epoch_time_s": time.perf_counter() - epoch_start,
+        }
+        self.history.append(record)
+        return record
+
+    def _finish(
+        self, progress: RunProgress, best_state: dict[str, torch.Tensor], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The best epoch's weights evaluated on every split and saved as ``best.pt`` with the run's record;
+        the plot is written and ``checkpoint.pt`` removed (the run is complete)."""
+        metric = self.task.selection_metric
         self.model.load_state_dict(best_state)
         self.model.eval()
         final = {split: self.task.evaluate(self.model, split) for split in self.task.eval_splits()}
         checkpoint = {
+            "format": CHECKPOINT_FORMAT,
             "task": self.task.name,
             "config": self.config.model_dump(mode="json"),
             "model_args": self.task.model_args(),

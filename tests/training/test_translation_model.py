@@ -36,7 +36,8 @@ def test_padding_does_not_change_decoding(cell):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_onnx_graphs_match_pytorch(cell, tmp_path):
     model = tiny(cell)
-    encoder, step = export_graphs(model, tmp_path)
+    graphs = export_graphs(model, tmp_path)
+    encoder, step = graphs["encoder"], graphs["step"]
     report = check_graph_parity(model, encoder, step, [feeds(SOURCES), feeds(SOURCES[1:2])], tolerance=1e-4)
     assert report.max_abs_diff < 1e-4
     # the served search over ONNX gives the PyTorch search's translations

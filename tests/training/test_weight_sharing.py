@@ -221,6 +221,7 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory):
     """An (untrained) LSTM character LM exported by the generation task into a model repository."""
     torch = pytest.importorskip("torch")
     from tests.service.tasks.generation.tiny_model import TEXT, TinyGeneration, generation_config
+    from training.checkpoints import upgrade
     from training.settings import TrainingSettings
     from training.tasks.generation.task import GenerationTask
 
@@ -231,7 +232,14 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory):
     task.load_data()
     torch.manual_seed(0)
     model = task.build_model().eval()
-    checkpoint = {"model_args": task.model_args(), "config": config.model_dump(mode="json")}
+    checkpoint = upgrade(  # a best.pt of the earliest format: no training record beyond the config
+        {
+            "task": "generation",
+            "model_args": task.model_args(),
+            "config": config.model_dump(mode="json"),
+            "state_dict": model.state_dict(),
+        }
+    )
     task.export(model, work / "models", checkpoint)
     return TinyGeneration(work / "models", "lm-tiny", model, task.codec)
 

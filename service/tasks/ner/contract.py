@@ -7,7 +7,9 @@ word and character vocabularies and, for CRF models, the transition scores.
 
 TASK = "ner"
 WORD_IDS, CHAR_IDS, LENGTHS, EMISSIONS = "word_ids", "char_ids", "lengths", "emissions"
-GRAPH, GRAPH_FILE = "model", "model.onnx"
+GRAPH = "model"
+#: graph key in the manifest -> file in the version folder
+GRAPH_FILES = {GRAPH: "model.onnx"}
 #: manifest ``files`` key -> file in the version folder (``transitions`` for CRF models only)
 FILES = {"vocab": "vocab.json", "chars": "chars.json"}
 TRANSITIONS_KEY, TRANSITIONS_FILE = "transitions", "transitions.json"

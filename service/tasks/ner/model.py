@@ -12,7 +12,7 @@ from service.batching import split_by_length
 from service.errors import InferenceError
 from service.serving import BatchedModel, codec_model_builder
 from service.tasks.ner.codec import NerCodec
-from service.tasks.ner.contract import EMISSIONS
+from service.tasks.ner.contract import EMISSIONS, GRAPH
 
 
 @dataclass
@@ -21,7 +21,7 @@ class NerModel(BatchedModel):
 
     def predict_batch(self, items: list[str]) -> Sequence[Any]:
         """Encodes, groups by length, runs the emission graph, decodes each sentence in numpy."""
-        session = self.sessions["model"]
+        session = self.sessions[GRAPH]
         encoded = [self.codec.encode(text) for text in items]
         results: list[Any] = [None] * len(items)
         nonempty = [i for i, e in enumerate(encoded) if e.tokens]

@@ -6,6 +6,8 @@ in, ``probabilities`` float32 ``[B, C]`` out. The version folder also holds the 
 
 TASK = "sentiment"
 INPUT_IDS, LENGTHS, PROBABILITIES = "input_ids", "lengths", "probabilities"
-GRAPH, GRAPH_FILE = "model", "model.onnx"
+GRAPH = "model"
+#: graph key in the manifest -> file in the version folder
+GRAPH_FILES = {GRAPH: "model.onnx"}
 #: manifest ``files`` key -> file in the version folder
 FILES = {"vocab": "vocab.json"}

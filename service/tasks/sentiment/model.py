@@ -12,7 +12,7 @@ from service.batching import split_by_length
 from service.errors import InferenceError
 from service.serving import BatchedModel, codec_model_builder
 from service.tasks.sentiment.codec import SentimentCodec
-from service.tasks.sentiment.contract import PROBABILITIES
+from service.tasks.sentiment.contract import GRAPH, PROBABILITIES
 
 
 @dataclass
@@ -21,7 +21,7 @@ class SentimentModel(BatchedModel):
 
     def predict_batch(self, items: list[str]) -> Sequence[Any]:
         """Encodes, groups by length (less padding), runs each group, and restores the input order."""
-        session = self.sessions["model"]
+        session = self.sessions[GRAPH]
         encoded = [self.codec.encode(text) for text in items]
         results: list[Any] = [None] * len(items)
         for group in split_by_length([len(e) for e in encoded], self.batching.bucket_ratio):

@@ -2,10 +2,7 @@
 PyTorch over a multi-step rollout, and what the fp32-or-int8 choice measures on them (dev losses on the step
 graph, logits of a fixed rollout through both graphs).
 
-Graph contracts (``S`` is the state list: ``h, c`` for LSTM, ``h`` for GRU, each ``[layers, B, hidden]``)::
-
-    prefill: input_ids int64 [B, T], lengths int64 [B]  ->  logits float32 [B, V], *S_out (right-padded)
-    step:    input_ids int64 [B], *S                     ->  logits float32 [B, V], *S_out
+The graphs follow ``service.tasks.generation.contract``.
 """
 
 from __future__ import annotations
@@ -19,17 +16,15 @@ import torch
 from onnx import helper, numpy_helper
 
 from service.manifest import GraphSpec, ParityReport, TensorSpec
+from service.tasks.generation.contract import GRAPH_FILES, state_output
 from service.text import pad_batch
 from training.export import _rnn_export_support, ort_session
 from training.tasks.generation.network import CharLM, PrefillGraph, StepGraph
 from training.weight_sharing import random_feed
 
-PREFILL_FILE, STEP_FILE = "prefill.onnx", "step.onnx"
-
-
-def output_name(state_name: str) -> str:
-    """ONNX forbids an output named like an input, so new states are ``<name>_out``."""
-    return f"{state_name}_out"
+PREFILL_FILE, STEP_FILE = GRAPH_FILES["prefill"], GRAPH_FILES["step"]
+# ONNX forbids an output named like an input, so new states are ``<name>_out``.
+output_name = state_output
 
 
 def _state_specs(model: CharLM, suffix: str = "") -> list[TensorSpec]:
@@ -57,7 +52,7 @@ def _export(
 
 
 @torch.no_grad()
-def export_graphs(model: CharLM, version_dir: Path) -> dict[str, GraphSpec]:
+def export_graphs(model: CharLM, version_dir: Path) -> dict[str, Path]:
     """Writes ``prefill.onnx`` and ``step.onnx`` with dynamic batch (and prompt-length) axes."""
     model = model.eval()
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +80,12 @@ def export_graphs(model: CharLM, version_dir: Path) -> dict[str, GraphSpec]:
         ["logits", *map(output_name, names)],
         {"input_ids": {0: batch}, "state": tuple(state_shapes[n] for n in names)},
     )
+    return {key: version_dir / file for key, file in GRAPH_FILES.items()}
+
+
+def graph_specs_of(model: CharLM) -> dict[str, GraphSpec]:
+    """The manifest's entries for the two graphs (state dimensions written out, not read back)."""
+    vocab_size = model.head.out_features
     logits = TensorSpec(name="logits", dtype="float32", dims=[-1, vocab_size])
     return {
         "prefill": GraphSpec(

@@ -34,11 +34,12 @@ from pydantic import BaseModel
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import ModelManifest, QuantizationReport, version_dirs
+from service.manifest import GraphSpec, ModelManifest, ParityReport, QuantizationReport, version_dirs
 from service.tasks.generation.codec import CharCodec
+from service.tasks.generation.contract import FILES, GRAPH_FILES
 from service.text import CharTokenizer, Vocab
 from training.config import build_config, require_export_overrides
-from training.export import prepare_version_dir, training_info
+from training.exporter import ManifestMetrics, Shipped
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.registry import register_task
 from training.report_rows import default_row, measure_latency_ms
@@ -51,6 +52,7 @@ from training.tasks.generation.export import (
     STEP_FILE,
     export_graphs,
     external_tensors,
+    graph_specs_of,
     is_int8,
     onnx_losses,
     reuse_transposed_weights,
@@ -63,8 +65,6 @@ from training.weight_sharing import WEIGHTS_FILE, WEIGHTS_KEY, SharingReport, gr
 
 log = logging.getLogger(__name__)
 
-VOCAB_FILE = "vocab.json"
-GRAPH_FILES = {"prefill": PREFILL_FILE, "step": STEP_FILE}
 QUANTIZE_COMMAND = "python -m training quantize --model"
 
 
@@ -93,6 +93,7 @@ class GenerationTask(TrainingTask):
     config_class: ClassVar[type[GenerationConfig]] = GenerationConfig
     selection_metric: ClassVar[str] = "loss"
     selection_mode: ClassVar[str] = "min"
+    graph_files: ClassVar[dict[str, str]] = GRAPH_FILES
     report_title: ClassVar[str] = "Text generation (character-level language model, Tiny Shakespeare)"
     report_notes: ClassVar[tuple[str, ...]] = (
         "`generation-lstm`'s manifest records the command of an earlier training loop; its configuration "
@@ -301,50 +302,41 @@ class GenerationTask(TrainingTask):
         dev = {k if k.endswith("_pytorch") else f"{k}_pytorch": v for k, v in pytorch_dev.items()}
         return dev | dict(shipped_dev)
 
-    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
-        cfg = self.config.export
-        model = model.eval()
-        model_dir = models_dir / cfg.name
-        readable = self._readable_data()
-        if cfg.quantize != "never" and not readable:
+    # --- export hooks (training.exporter): fp32 graphs with shared weights, their parity with PyTorch,
+    # fp32-or-int8 on the dev loss when the text is readable, the chosen graphs stored with shared weights
+    def prepare_export(self) -> None:
+        self._export_measures = self._readable_data()
+        if self.config.export.quantize != "never" and not self._export_measures:
             raise FileNotFoundError(
-                f"export.quantize={cfg.quantize!r} measures the dev loss, but the text "
+                f"export.quantize={self.config.export.quantize!r} measures the dev loss, but the text "
                 f"{self.config.data.path!r} cannot be read; make it readable or pass --export.quantize=never"
             )
-        metrics = {split: dict(values) for split, values in checkpoint.get("metrics", {}).items()}
-        quantization = None
-        with tempfile.TemporaryDirectory(prefix="generation-export-") as tmp:
-            raw, fp32_dir, work = (Path(tmp) / d for d in ("raw", "fp32", "work"))
-            graphs = export_graphs(model, raw)
-            fp32_dir.mkdir()
-            work.mkdir()
-            fp32_sharing = self._ship({key: raw / file for key, file in GRAPH_FILES.items()}, fp32_dir)
-            parity = rollout_parity(
-                model, fp32_dir, self._parity_prompts(), self.config.lm.parity_steps, cfg.parity_tolerance
-            )
-            version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
-            if readable:
-                # The reported figures are measured on the shipped graphs (PyTorch's stay as *_pytorch).
-                choice = self._choose_precision(fp32_dir, work)
-                sharing = self._ship(choice.graphs, version_dir)
-                metrics["dev"] = self._dev_metrics(metrics.get("dev", {}), choice.metrics["dev"])
-                quantization = choice.report
-            else:
-                for file in (*GRAPH_FILES.values(), WEIGHTS_FILE):
-                    shutil.copyfile(fp32_dir / file, version_dir / file)
-                sharing = fp32_sharing
-        self.codec.vocab.save(version_dir / VOCAB_FILE)
-        manifest = ModelManifest(
-            name=cfg.name,
-            task=self.name,
-            description=cfg.description,
-            default=cfg.default,
-            architecture={"type": "char_lm", **checkpoint["model_args"]},
-            graphs=graphs,
-            max_batch_size=cfg.max_batch_size,
-            tokenizer=CharTokenizer().spec(),
-            files={"vocab": VOCAB_FILE, WEIGHTS_KEY: WEIGHTS_FILE},
-            task_options={
+
+    def architecture_type(self, model: nn.Module) -> str:
+        return "char_lm"
+
+    def export_graphs(self, model: nn.Module, work: Path) -> dict[str, Path]:
+        """The exported graphs, already in their shipped form (weights stored once in ``weights.bin``)."""
+        raw, fp32 = work / "raw", work / "fp32"
+        fp32.mkdir()
+        self._ship(export_graphs(model, raw), fp32)
+        return {key: fp32 / file for key, file in GRAPH_FILES.items()}
+
+    def export_parity(self, model: nn.Module, graphs: Graphs) -> ParityReport:
+        fp32_dir = graphs["step"].parent
+        cfg = self.config.export
+        return rollout_parity(
+            model, fp32_dir, self._parity_prompts(), self.config.lm.parity_steps, cfg.parity_tolerance
+        )
+
+    def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
+        self.codec.vocab.save(version_dir / FILES["vocab"])
+        return {**FILES, WEIGHTS_KEY: WEIGHTS_FILE}
+
+    def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
+        return {
+            "tokenizer": CharTokenizer().spec(),
+            "task_options": {
                 "state_names": list(model.state_names),
                 "num_layers": model.num_layers,
                 "hidden_size": model.hidden_size,
@@ -352,16 +344,38 @@ class GenerationTask(TrainingTask):
                 "max_prompt_chars": self.config.lm.max_prompt_chars,
                 "unknown_characters": self.config.lm.unknown_characters,
             },
-            training=training_info(checkpoint),
-            metrics=metrics,
-            parameters=sum(p.numel() for p in model.parameters()),
-            size_bytes=sharing.bytes_after,
-            parity=parity,
-            quantization=quantization,
-        )
-        manifest.save(model_dir)
-        (version_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        return model_dir
+        }
+
+    def manifest_graphs(self, model: nn.Module, graphs: Graphs) -> dict[str, GraphSpec]:
+        return graph_specs_of(model)
+
+    def choose_export_precision(
+        self, model: nn.Module, draft: ModelManifest, version_dir: Path, graphs: Graphs, work: Path
+    ) -> PrecisionChoice:
+        if not self._export_measures:  # the text cannot be read: the fp32 graphs ship unmeasured
+            return PrecisionChoice(dict(graphs), {}, None)
+        candidates = work / "candidates"
+        candidates.mkdir()
+        return self._choose_precision(graphs["step"].parent, candidates)
+
+    def ship_graphs(self, graphs: Graphs, version_dir: Path) -> int:
+        source = graphs["step"].parent
+        if (source / WEIGHTS_FILE).is_file():  # already the shipped form (the fp32 export, unmeasured)
+            for file in (*GRAPH_FILES.values(), WEIGHTS_FILE):
+                shutil.copyfile(source / file, version_dir / file)
+            return graph_bytes(version_dir, list(GRAPH_FILES.values()), WEIGHTS_FILE)
+        return self._ship(graphs, version_dir).bytes_after
+
+    def export_metrics(
+        self, model: nn.Module, shipped: Shipped, checkpoint: dict[str, Any]
+    ) -> ManifestMetrics:
+        """The checkpoint's figures, with dev measured on the shipped graphs (PyTorch's as ``*_pytorch``);
+        also written to the version folder's ``metrics.json``."""
+        metrics = {split: dict(values) for split, values in checkpoint.get("metrics", {}).items()}
+        if "dev" in shipped.choice.metrics:
+            metrics["dev"] = self._dev_metrics(metrics.get("dev", {}), shipped.choice.metrics["dev"])
+        (shipped.version_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
 
     # --- post-hoc quantization of an fp32 export (``python -m training quantize``) ----------------------
     @classmethod
@@ -386,20 +400,7 @@ class GenerationTask(TrainingTask):
         manifest records the shipped graphs' metrics, the report, the size and this command."""
         model_dir = Path(model_dir)
         manifest = ModelManifest.load(model_dir)
-        if manifest.task != cls.name:
-            raise QuantizeExportedError(f"{model_dir} is a {manifest.task!r} model, not {cls.name!r}")
-        if set(manifest.graphs) != set(GRAPH_FILES) or any(
-            manifest.graphs[k].file != f for k, f in GRAPH_FILES.items()
-        ):
-            raise QuantizeExportedError(f"{model_dir}: expected graphs {GRAPH_FILES}")
-        versions = version_dirs(model_dir)
-        if not versions:
-            raise QuantizeExportedError(f"{model_dir} has no numbered version folder")
-        version_dir = versions[-1][1]
-        current = {key: version_dir / file for key, file in GRAPH_FILES.items()}
-        already = [key for key, path in current.items() if is_int8(path)]
-        if already:
-            raise QuantizeExportedError(f"{version_dir}: graphs {already} are already int8; nothing to do")
+        version_dir = cls._fp32_version(model_dir, manifest)
         config = cls.recorded_config(manifest, overrides)
         if config.export.quantize == "never":
             raise QuantizeExportedError("export.quantize is 'never'; pass --export.quantize=auto or always")
@@ -416,20 +417,7 @@ class GenerationTask(TrainingTask):
             for file in (WEIGHTS_FILE, *GRAPH_FILES.values()):
                 os.replace(staged / file, version_dir / file)
 
-        command = " ".join([QUANTIZE_COMMAND, str(model_dir), *overrides])
-        report = choice.report.model_copy(
-            update={
-                "metrics": choice.report.metrics
-                | {
-                    "post_hoc": {
-                        "command": command,
-                        "note": "quantized after export from the shipped fp32 graphs (the PyTorch checkpoint "
-                        "is gone): parity is the fp32 graphs' with PyTorch; int8 is compared with fp32",
-                        "data": str(settings.resolve_data_path(config.data.path)),
-                    }
-                }
-            }
-        )
+        report = cls._post_hoc_report(choice, " ".join([QUANTIZE_COMMAND, str(model_dir), *overrides]), task)
         metrics = {split: dict(values) for split, values in manifest.metrics.items()}
         metrics["dev"] = task._dev_metrics(
             {k: v for k, v in metrics.get("dev", {}).items() if k.endswith("_pytorch")}, choice.metrics["dev"]
@@ -449,3 +437,38 @@ class GenerationTask(TrainingTask):
         ).save(model_dir)
         (version_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return report
+
+    @classmethod
+    def _fp32_version(cls, model_dir: Path, manifest: ModelManifest) -> Path:
+        """The newest version folder of a generation model exported in fp32; raises if it is not one."""
+        if manifest.task != cls.name:
+            raise QuantizeExportedError(f"{model_dir} is a {manifest.task!r} model, not {cls.name!r}")
+        if set(manifest.graphs) != set(GRAPH_FILES) or any(
+            manifest.graphs[k].file != f for k, f in GRAPH_FILES.items()
+        ):
+            raise QuantizeExportedError(f"{model_dir}: expected graphs {GRAPH_FILES}")
+        versions = version_dirs(model_dir)
+        if not versions:
+            raise QuantizeExportedError(f"{model_dir} has no numbered version folder")
+        version_dir = versions[-1][1]
+        already = [key for key, file in GRAPH_FILES.items() if is_int8(version_dir / file)]
+        if already:
+            raise QuantizeExportedError(f"{version_dir}: graphs {already} are already int8; nothing to do")
+        return version_dir
+
+    @staticmethod
+    def _post_hoc_report(choice: PrecisionChoice, command: str, task: GenerationTask) -> QuantizationReport:
+        """The choice's report with how it was made: the command, and that int8 was compared with fp32."""
+        return choice.report.model_copy(
+            update={
+                "metrics": choice.report.metrics
+                | {
+                    "post_hoc": {
+                        "command": command,
+                        "note": "quantized after export from the shipped fp32 graphs (the PyTorch checkpoint "
+                        "is gone): parity is the fp32 graphs' with PyTorch; int8 is compared with fp32",
+                        "data": str(task.settings.resolve_data_path(task.config.data.path)),
+                    }
+                }
+            }
+        )

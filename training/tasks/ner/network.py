@@ -174,12 +174,6 @@ class NerNetwork(nn.Module):
         self.has_crf = crf
         self.members = nn.ModuleList(_Member(labels, crf, tagger) for _ in range(members))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written before ensembles existed keep one member's keys at the top level.
-        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "members.")]:
-            state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def loss(self, batch: Batch) -> torch.Tensor:
         """Sum of the members' own losses (each member learns as if trained alone)."""
         return torch.stack([member.loss(batch) for member in self.members]).sum()

@@ -10,31 +10,32 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from torch import nn
 
-from service.manifest import GraphSpec, ModelManifest, version_dirs
+from service.manifest import ModelManifest, version_dirs
 from service.tasks.ner.codec import OUTSIDE, CrfScores, NerCodec, iob1_to_bio
-from service.tasks.ner.contract import CHAR_IDS, EMISSIONS, LENGTHS, WORD_IDS
-from service.text import Vocab, WordTokenizer
-from training.batching import bucketed_batches, sorted_batches
-from training.export import (
-    check_parity,
-    export_onnx,
-    graph_specs,
-    ort_session,
-    prepare_version_dir,
-    training_info,
+from service.tasks.ner.contract import (
+    CHAR_IDS,
+    EMISSIONS,
+    FILES,
+    GRAPH_FILES,
+    LENGTHS,
+    TRANSITIONS_FILE,
+    TRANSITIONS_KEY,
+    WORD_IDS,
 )
-from training.quantization import Graphs, Metrics, choose_precision
+from service.text import Vocab, WordTokenizer
+from training.batching import BucketedTraining, sorted_batches
+from training.export import (
+    export_onnx,
+)
+from training.exporter import SingleGraphExport
 from training.readers import read_conll, split_info
 from training.registry import register_task
 from training.report_rows import format_bytes, measure_latency_ms
@@ -46,11 +47,14 @@ log = logging.getLogger(__name__)
 
 
 @register_task
-class NerTask(TrainingTask):
+class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
     name = "ner"
     config_class = NerConfig
     selection_metric = "f1"
     selection_mode = "max"
+    graph_files: ClassVar[dict[str, str]] = GRAPH_FILES
+    export_output = EMISSIONS
+    compared = "emission score"
     report_title = "NER (CoNLL-2003 English, entity micro F1)"
 
     config: NerConfig
@@ -118,7 +122,7 @@ class NerTask(TrainingTask):
             split: split_info(self.paths[split], len(words)) for split, (words, _, _) in self.splits.items()
         }
 
-    def _tensors(self, split: str, indices: list[int]) -> Batch:
+    def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         words, chars, tags = self.splits[split]
         feeds = self.codec.collate([words[i] for i in indices], [chars[i] for i in indices])
         batch = {name: torch.from_numpy(array) for name, array in feeds.items()}
@@ -126,13 +130,8 @@ class NerTask(TrainingTask):
         batch["tags"] = torch.tensor([tags[i] + [0] * (width - len(tags[i])) for i in indices])
         return batch
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
-        words = self.splits["train"][0]
-        for indices in bucketed_batches([len(s) for s in words], self.config.trainer.batch_size, generator):
-            yield self._tensors("train", indices)
-
-    def num_train_batches(self) -> int:
-        return -(-len(self.splits["train"][0]) // self.config.trainer.batch_size)
+    def training_sequences(self) -> list[list[int]]:
+        return self.splits["train"][0]
 
     def eval_splits(self) -> list[str]:
         return [s for s in ("dev", "test") if s in self.splits]
@@ -218,14 +217,57 @@ class NerTask(TrainingTask):
         self.labels = list(state["labels"])
         self.codec = self._make_codec(Vocab.from_json(state["words"]), Vocab.from_json(state["chars"]))
 
-    # --- export -----------------------------------------------------------------------------------------
-    def _parity_feeds(self, split: str, limit: int) -> list[dict[str, np.ndarray]]:
-        words, chars, _ = self.splits[split]
+    # --- export (hooks of training.exporter) ----------------------------------------------------------
+    def prepare_export(self) -> None:
+        if not self.splits:
+            self.load_data()  # parity and metrics run on the real dev/test sentences
+
+    def architecture_type(self, model: nn.Module) -> str:
+        return "EmissionTagger" + ("+CRF" if model.has_crf else "")
+
+    def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
+        self.codec.words.save(version_dir / FILES["vocab"])
+        self.codec.chars.save(version_dir / FILES["chars"])
+        files = dict(FILES)
+        crf = model.crf_scores()
+        if crf is not None:
+            (version_dir / TRANSITIONS_FILE).write_text(json.dumps(crf.to_json(self.labels)))
+            files[TRANSITIONS_KEY] = TRANSITIONS_FILE
+        return files
+
+    def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
+        d = self.config.data
+        return {
+            "labels": list(self.labels),
+            "tokenizer": self.codec.tokenizer.spec(),
+            "task_options": {
+                "lowercase_words": d.lowercase_words,
+                "zero_digits": d.zero_digits,
+                "max_tokens": d.max_tokens,
+                "max_word_chars": d.max_word_chars,
+                "entity_score": "mean token confidence (CRF marginal or softmax probability)",
+            },
+        }
+
+    def parity_feeds(self, limit: int) -> list[dict[str, np.ndarray]]:
+        words, chars, _ = self.splits["dev"]
         chosen = list(range(min(limit, len(words))))
         return [
             self.codec.collate([words[i] for i in group], [chars[i] for i in group])
             for group in (chosen[i : i + 32] for i in range(0, len(chosen), 32))
         ]
+
+    @torch.no_grad()
+    def reference_output(self, model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return model(*(torch.from_numpy(feeds[n]) for n in (WORD_IDS, CHAR_IDS, LENGTHS))).numpy()
+
+    def onnx_metrics(self, model: nn.Module, session) -> dict[str, dict[str, float]]:
+        codec = self.decoding_codec(model)
+
+        def onnx_emissions(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            return session.run([EMISSIONS], feeds)[0]
+
+        return {s: self.metrics(codec, s, self.predict_split(onnx_emissions, s)) for s in self.eval_splits()}
 
     def export_graph(self, model: nn.Module, path: Path) -> None:
         """Exports the emission network; example sizes differ from each other so no axis is frozen."""
@@ -244,82 +286,6 @@ class NerTask(TrainingTask):
                 LENGTHS: {0: "batch"},
             },
         )
-
-    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
-        cfg = self.config.export
-        if not self.splits:
-            self.load_data()
-        model.eval()
-        version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
-        self.codec.words.save(version_dir / "vocab.json")
-        self.codec.chars.save(version_dir / "chars.json")
-        files = {"vocab": "vocab.json", "chars": "chars.json"}
-        crf = model.crf_scores()
-        if crf is not None:
-            (version_dir / "transitions.json").write_text(json.dumps(crf.to_json(self.labels)))
-            files["transitions"] = "transitions.json"
-        parity_feeds = self._parity_feeds("dev", cfg.parity_examples)
-        codec = self.decoding_codec(model)
-
-        @torch.no_grad()
-        def reference(feed: dict[str, np.ndarray]) -> np.ndarray:
-            return model(*(torch.from_numpy(feed[n]) for n in (WORD_IDS, CHAR_IDS, LENGTHS))).numpy()
-
-        def evaluate(graphs: Graphs) -> Metrics:
-            session = ort_session(graphs["model"])
-
-            def onnx_emissions(feeds: dict[str, np.ndarray]) -> np.ndarray:
-                return session.run([EMISSIONS], feeds)[0]
-
-            return {
-                s: self.metrics(codec, s, self.predict_split(onnx_emissions, s)) for s in self.eval_splits()
-            }
-
-        def outputs(graphs: Graphs) -> list[np.ndarray]:
-            session = ort_session(graphs["model"])
-            return [session.run([EMISSIONS], feed)[0] for feed in parity_feeds]
-
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = Path(tmp) / "model.onnx"
-            self.export_graph(model, fp32)
-            parity = check_parity(reference, ort_session(fp32), parity_feeds, EMISSIONS, cfg.parity_tolerance)
-            choice = choose_precision(
-                {"model": fp32}, cfg, evaluate, "f1", outputs, compared="emission score"
-            )
-            shutil.copyfile(choice.graphs["model"], version_dir / "model.onnx")
-        metrics, quantization = choice.metrics, choice.report
-        inputs, outputs = graph_specs(version_dir / "model.onnx")
-        d = self.config.data
-        manifest = ModelManifest(
-            name=cfg.name,
-            task=self.name,
-            description=cfg.description,
-            default=cfg.default,
-            architecture={
-                "type": "EmissionTagger" + ("+CRF" if crf is not None else ""),
-                **checkpoint["model_args"],
-            },
-            graphs={"model": GraphSpec(file="model.onnx", inputs=inputs, outputs=outputs)},
-            max_batch_size=cfg.max_batch_size,
-            labels=list(self.labels),
-            tokenizer=codec.tokenizer.spec(),
-            files=files,
-            task_options={
-                "lowercase_words": d.lowercase_words,
-                "zero_digits": d.zero_digits,
-                "max_tokens": d.max_tokens,
-                "max_word_chars": d.max_word_chars,
-                "entity_score": "mean token confidence (CRF marginal or softmax probability)",
-            },
-            training=training_info(checkpoint),
-            metrics={**metrics, "pytorch": {f"{s}_f1": m["f1"] for s, m in checkpoint["metrics"].items()}},
-            parameters=checkpoint["parameters"],
-            size_bytes=(version_dir / "model.onnx").stat().st_size,
-            parity=parity,
-            quantization=quantization,
-        )
-        manifest.save(models_dir / cfg.name)
-        return models_dir / cfg.name
 
     # --- reporting (docs/models.md) ---------------------------------------------------------------------
     @classmethod

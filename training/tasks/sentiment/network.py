@@ -46,12 +46,6 @@ class SequenceClassifier(nn.Module):
             _Member(encoder, num_classes, pooling, head_dropout) for _ in range(members)
         )
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written before ensembles existed keep one member's keys at the top level.
-        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "members.")]:
-            state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def member_logits(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Each member's own logits (training gives every member its own loss)."""
         return [member(input_ids, lengths) for member in self.members]

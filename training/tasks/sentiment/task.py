@@ -9,30 +9,22 @@ float32 [B, C].
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from service.manifest import GraphSpec, ModelManifest, version_dirs
+from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
-from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
+from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
-from training.batching import bucketed_batches, sorted_batches
+from training.batching import BucketedTraining, sorted_batches
 from training.export import (
-    check_parity,
     export_onnx,
-    graph_specs,
-    ort_session,
-    prepare_version_dir,
-    training_info,
 )
-from training.quantization import Graphs, Metrics, choose_precision
+from training.exporter import SingleGraphExport
 from training.readers import read_labelled_text, split_info
 from training.registry import register_task
 from training.report_rows import format_bytes, measure_latency_ms
@@ -44,12 +36,15 @@ log = logging.getLogger(__name__)
 
 
 @register_task
-class SentimentTask(TrainingTask):
+class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
     name = "sentiment"
     config_class = SentimentConfig
     selection_metric = "accuracy"
     selection_mode = "max"
     report_title = "Sentiment (SST-2, binary)"
+    graph_files: ClassVar[dict[str, str]] = GRAPH_FILES
+    export_output = PROBABILITIES
+    compared = "probability"
 
     config: SentimentConfig
 
@@ -95,7 +90,7 @@ class SentimentTask(TrainingTask):
     def data_info(self) -> dict[str, Any]:
         return {split: split_info(self.paths[split], len(ids)) for split, (ids, _) in self.splits.items()}
 
-    def _tensors(self, split: str, indices: list[int]) -> Batch:
+    def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         ids, labels = self.splits[split]
         inputs = self.codec.collate([ids[i] for i in indices])
         return {
@@ -104,13 +99,8 @@ class SentimentTask(TrainingTask):
             "labels": torch.tensor([labels[i] for i in indices]),
         }
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
-        ids, _ = self.splits["train"]
-        for indices in bucketed_batches([len(s) for s in ids], self.config.trainer.batch_size, generator):
-            yield self._tensors("train", indices)
-
-    def num_train_batches(self) -> int:
-        return -(-len(self.splits["train"][0]) // self.config.trainer.batch_size)
+    def training_sequences(self) -> list[list[int]]:
+        return self.splits["train"][0]
 
     def eval_splits(self) -> list[str]:
         return [s for s in ("dev", "test") if s in self.splits]
@@ -154,7 +144,7 @@ class SentimentTask(TrainingTask):
         ids, _ = self.splits[split]
         out = np.zeros((len(ids), len(self.raw_labels)), dtype=np.float32)
         for indices in sorted_batches([len(s) for s in ids], batch_size):
-            out[indices] = predict(self._tensors(split, indices))
+            out[indices] = predict(self.batch_tensors(split, indices))
         return out
 
     def _metrics(self, probabilities: np.ndarray, split: str) -> dict[str, float]:
@@ -187,17 +177,36 @@ class SentimentTask(TrainingTask):
             max_tokens=self.config.data.max_tokens,
         )
 
-    # --- export -----------------------------------------------------------------------------------------
-    def _ort_batches(self, split: str, limit: int | None = None, batch_size: int = 32) -> list[dict]:
-        """Real examples in file order (mixed lengths, so padding is exercised), as ORT feeds."""
-        ids, _ = self.splits[split]
-        count = len(ids) if limit is None else min(limit, len(ids))
-        return [
-            self.codec.collate(ids[start : min(start + batch_size, count)])
-            for start in range(0, count, batch_size)
-        ]
+    # --- export (hooks of training.exporter) ----------------------------------------------------------
+    def prepare_export(self) -> None:
+        if not self.splits:
+            self.load_data()  # parity and metrics run on the real dev/test examples
 
-    def _ort_metrics(self, session) -> dict[str, dict[str, float]]:
+    def architecture_type(self, model: nn.Module) -> str:
+        return "SequenceClassifier"
+
+    def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
+        self.codec.vocab.save(version_dir / FILES["vocab"])
+        return dict(FILES)
+
+    def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
+        return {
+            "labels": list(self.codec.labels),
+            "tokenizer": self.codec.tokenizer.spec(),
+            "task_options": {"max_tokens": self.config.data.max_tokens},
+        }
+
+    def parity_feeds(self, limit: int) -> list[dict[str, np.ndarray]]:
+        ids, _ = self.splits["dev"]
+        count = min(limit, len(ids))
+        return [self.codec.collate(ids[start : min(start + 32, count)]) for start in range(0, count, 32)]
+
+    @torch.no_grad()
+    def reference_output(self, model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        wrapped = ProbabilityModel(model).eval()
+        return wrapped(torch.from_numpy(feeds[INPUT_IDS]), torch.from_numpy(feeds[LENGTHS])).numpy()
+
+    def onnx_metrics(self, model: nn.Module, session) -> dict[str, dict[str, float]]:
         def predict(batch: Batch) -> np.ndarray:
             feed = {INPUT_IDS: batch[INPUT_IDS].numpy(), LENGTHS: batch[LENGTHS].numpy()}
             return session.run([PROBABILITIES], feed)[0]
@@ -206,13 +215,14 @@ class SentimentTask(TrainingTask):
             split: self._metrics(self.predict_split(predict, split), split) for split in self.eval_splits()
         }
 
-    def _export_graph(self, wrapped: nn.Module, path: Path) -> None:
+    def export_graph(self, model: nn.Module, path: Path) -> None:
         """Exports with a short tracing example (the RNN loop is unrolled while tracing shapes).
 
         torch 2.13's tracer sometimes fixes an axis to the example's size (seen when the example's
         sizes coincide with ids or model constants); export_onnx detects that, and the next example
         size is tried. The ids' values do not matter; parity is checked on real dev examples after.
         """
+        wrapped = ProbabilityModel(model).eval()
         last_error: RuntimeError | None = None
         for batch, length in ((5, 7), (6, 11), (9, 13), (10, 17)):
             lengths = torch.tensor([length, *(max(1, length - 2 - i) for i in range(batch - 1))])
@@ -233,66 +243,6 @@ class SentimentTask(TrainingTask):
                 log.warning("export with example %dx%d: %s; retrying", batch, length, exc)
                 last_error = exc
         raise last_error
-
-    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
-        cfg = self.config.export
-        if not self.splits:
-            self.load_data()  # parity and metrics run on the real dev/test examples
-        model.eval()
-        wrapped = ProbabilityModel(model).eval()
-        version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
-        self.codec.vocab.save(version_dir / "vocab.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"
-            self._export_graph(wrapped, fp32)
-
-            @torch.no_grad()
-            def reference(feed: dict[str, np.ndarray]) -> np.ndarray:
-                return wrapped(torch.from_numpy(feed[INPUT_IDS]), torch.from_numpy(feed[LENGTHS])).numpy()
-
-            parity_batches = self._ort_batches("dev", cfg.parity_examples)
-            fp32_session = ort_session(fp32)
-            parity = check_parity(
-                reference, fp32_session, parity_batches, PROBABILITIES, cfg.parity_tolerance
-            )
-
-            def evaluate(graphs: Graphs) -> Metrics:
-                return self._ort_metrics(ort_session(graphs["model"]))
-
-            def outputs(graphs: Graphs) -> list[np.ndarray]:
-                session = ort_session(graphs["model"])
-                return [session.run([PROBABILITIES], feed)[0] for feed in parity_batches]
-
-            choice = choose_precision(
-                {"model": fp32}, cfg, evaluate, "accuracy", outputs, compared="probability"
-            )
-            shipped, metrics, quantization = choice.graphs["model"], choice.metrics, choice.report
-            shutil.copyfile(shipped, version_dir / "model.onnx")
-        inputs, outputs = graph_specs(version_dir / "model.onnx")
-        manifest = ModelManifest(
-            name=cfg.name,
-            task=self.name,
-            description=cfg.description,
-            default=cfg.default,
-            architecture={"type": "SequenceClassifier", **checkpoint["model_args"]},
-            graphs={"model": GraphSpec(file="model.onnx", inputs=inputs, outputs=outputs)},
-            max_batch_size=cfg.max_batch_size,
-            labels=list(self.codec.labels),
-            tokenizer=self.codec.tokenizer.spec(),
-            files={"vocab": "vocab.json"},
-            task_options={"max_tokens": self.config.data.max_tokens},
-            training=training_info(checkpoint),
-            metrics={
-                **metrics,
-                "pytorch": {f"{s}_accuracy": m["accuracy"] for s, m in checkpoint["metrics"].items()},
-            },
-            parameters=checkpoint["parameters"],
-            size_bytes=(version_dir / "model.onnx").stat().st_size,
-            parity=parity,
-            quantization=quantization,
-        )
-        manifest.save(models_dir / cfg.name)
-        return models_dir / cfg.name
 
     # --- reporting --------------------------------------------------------------------------------------
     @classmethod

@@ -18,14 +18,12 @@ import torch
 from service.config import Settings
 from service.manifest import ModelManifest, ParityReport
 from service.runtime import create_session
-from service.tasks.translation.contract import BOS_ID, EOS_ID, SRC_IDS, SRC_LENGTHS
+from service.tasks.translation.contract import BOS_ID, EOS_ID, GRAPH_FILES, SRC_IDS, SRC_LENGTHS
 from service.tasks.translation.model import TranslationModel
 from service.tasks.translation.model import build as build_served
 from service.tasks.translation.search import Arrays, SearchParams
 from training.export import export_onnx, ort_session
 from training.tasks.translation.network import EncoderGraph, Seq2Seq, step_graph
-
-ENCODER_FILE, STEP_FILE = "encoder.onnx", "step.onnx"
 
 
 def encoder_outputs(model: Seq2Seq) -> list[str]:
@@ -41,8 +39,8 @@ def step_outputs(model: Seq2Seq) -> list[str]:
 
 
 @torch.no_grad()
-def export_graphs(model: Seq2Seq, version_dir: Path) -> tuple[Path, Path]:
-    """Writes ``encoder.onnx`` and ``step.onnx`` with dynamic batch and source-length axes."""
+def export_graphs(model: Seq2Seq, version_dir: Path) -> dict[str, Path]:
+    """Writes the encoder and step graphs (``GRAPH_FILES``) with dynamic batch and source-length axes."""
     model.eval()
     # example sizes unlike any model constant (layers, sizes), so the exporter keeps the axes dynamic
     src = torch.randint(4, model.encoder.embedding.num_embeddings, (6, 11))
@@ -50,7 +48,7 @@ def export_graphs(model: Seq2Seq, version_dir: Path) -> tuple[Path, Path]:
     encoder = export_onnx(
         EncoderGraph(model),
         (src, lengths),
-        version_dir / ENCODER_FILE,
+        version_dir / GRAPH_FILES["encoder"],
         [SRC_IDS, SRC_LENGTHS],
         encoder_outputs(model),
         {SRC_IDS: {0: "batch", 1: "source"}, SRC_LENGTHS: {0: "batch"}},
@@ -61,7 +59,7 @@ def export_graphs(model: Seq2Seq, version_dir: Path) -> tuple[Path, Path]:
     step = export_onnx(
         step_graph(model),
         (prev, *states, memory, keys, lengths),
-        version_dir / STEP_FILE,
+        version_dir / GRAPH_FILES["step"],
         step_inputs(model),
         step_outputs(model),
         {
@@ -72,7 +70,7 @@ def export_graphs(model: Seq2Seq, version_dir: Path) -> tuple[Path, Path]:
             SRC_LENGTHS: batch_axis,
         },
     )
-    return encoder, step
+    return {"encoder": encoder, "step": step}
 
 
 def torch_step(model: Seq2Seq):

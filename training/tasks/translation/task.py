@@ -14,9 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,13 +24,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.manifest import GraphSpec, ModelManifest, version_dirs
+from service.manifest import GraphSpec, ModelManifest, ParityReport, version_dirs
 from service.tasks.translation.codec import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
+from service.tasks.translation.contract import GRAPH_FILES, SIDES
+from service.tasks.translation.contract import side_files as side_files_of
 from service.tasks.translation.model import TranslationModel
 from service.tasks.translation.search import SearchParams, beam_search, greedy_search
 from service.text import Vocab, pad_batch
-from training.batching import bucketed_batches, sorted_batches
-from training.export import graph_specs, prepare_version_dir, training_info
+from training.batching import BucketedTraining, sorted_batches
+from training.exporter import ManifestMetrics, Shipped, specs_of
 from training.quantization import Graphs, Metrics, PrecisionChoice, choose_precision
 from training.readers import file_sha256, read_parallel
 from training.registry import register_task
@@ -41,8 +41,6 @@ from training.settings import REPO_ROOT
 from training.task import Batch, TrainingTask
 from training.tasks.translation.config import TranslationConfig
 from training.tasks.translation.export import (
-    ENCODER_FILE,
-    STEP_FILE,
     check_graph_parity,
     export_graphs,
     quantized_ops,
@@ -58,10 +56,6 @@ from training.tasks.translation.network import Seq2Seq
 
 log = logging.getLogger(__name__)
 
-SIDES = ("source", "target")
-#: graph key in the manifest -> file in the version folder
-GRAPH_FILES = {"encoder": ENCODER_FILE, "step": STEP_FILE}
-
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
     """Cased, detokenized SacreBLEU and chrF."""
@@ -72,10 +66,11 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, flo
 
 
 @register_task
-class TranslationTask(TrainingTask):
+class TranslationTask(BucketedTraining, TrainingTask):
     name: ClassVar[str] = "translation"
     config_class: ClassVar[type[TranslationConfig]] = TranslationConfig
     selection_metric: ClassVar[str] = "bleu"
+    graph_files: ClassVar[dict[str, str]] = GRAPH_FILES
     report_title: ClassVar[str] = "Translation (Multi30k en->fr, attention encoder-decoder)"
     report_notes: ClassVar[tuple[str, ...]] = (
         "BLEU and chrF: sacrebleu, cased and detokenized, decoded by the service's own search "
@@ -141,10 +136,7 @@ class TranslationTask(TrainingTask):
             for split, paths in self.paths.items()
         }
 
-    def num_train_batches(self) -> int:
-        return -(-len(self.encoded["train"][0]) // self.config.trainer.batch_size)
-
-    def _tensors(self, split: str, indices: list[int]) -> Batch:
+    def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         sources, targets = self.encoded[split]
         feeds = self.codec.collate([sources[i] for i in indices])
         prev, _ = pad_batch([[Vocab.bos_id, *targets[i]] for i in indices])
@@ -156,10 +148,8 @@ class TranslationTask(TrainingTask):
             "gold": torch.from_numpy(gold),
         }
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
-        lengths = [len(s) for s in self.encoded["train"][0]]
-        for indices in bucketed_batches(lengths, self.config.trainer.batch_size, generator):
-            yield self._tensors("train", indices)
+    def training_sequences(self) -> list[list[int]]:
+        return self.encoded["train"][0]
 
     # --- model ------------------------------------------------------------------------------------------
     def model_args(self) -> dict[str, Any]:
@@ -211,7 +201,7 @@ class TranslationTask(TrainingTask):
         total, tokens = 0.0, 0
         sources = self.encoded[split][0]
         for indices in sorted_batches([len(s) for s in sources], self.config.trainer.eval_batch_size):
-            batch = self._tensors(split, indices)
+            batch = self.batch_tensors(split, indices)
             count = int((batch["gold"] != Vocab.pad_id).sum())
             total += float(self.loss(model, batch, label_smoothing=0.0)) * count
             tokens += count
@@ -293,53 +283,58 @@ class TranslationTask(TrainingTask):
             }
         return choice
 
-    def export(self, model: nn.Module, models_dir: Path, checkpoint: dict[str, Any]) -> Path:
-        """fp32 graphs (parity-checked), optionally int8; every reported figure is measured on the shipped
-        graphs through the service's decoding (PyTorch's stay as ``*_pytorch``)."""
-        cfg = self.config.export
+    # --- export (hooks of training.exporter): every reported figure is measured on the shipped graphs
+    # through the service's decoding (PyTorch's stay as ``*_pytorch``)
+    def prepare_export(self) -> None:
         if not self.encoded:
             self.load_data()  # parity and metrics run on the real dev/test sentences
-        model.eval()
-        version_dir = prepare_version_dir(models_dir, cfg.name, cfg.version)
+
+    def architecture_type(self, model: nn.Module) -> str:
+        return "Seq2Seq (bi-RNN encoder, Luong attention decoder)"
+
+    def export_graphs(self, model: nn.Module, work: Path) -> dict[str, Path]:
+        return export_graphs(model, work)
+
+    def export_parity(self, model: nn.Module, graphs: Graphs) -> ParityReport:
+        cfg = self.config.export
+        sources = self.encoded["dev"][0][: cfg.parity_examples]
+        batches = [self.codec.collate(sources[i : i + 32]) for i in range(0, len(sources), 32)]
+        return check_graph_parity(model, graphs["encoder"], graphs["step"], batches, cfg.parity_tolerance)
+
+    def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
         files = {}
         for side in SIDES:
-            (version_dir / f"{side}.model").write_bytes(self.spm_models[side])
+            side_files = side_files_of(side)
+            (version_dir / side_files[f"{side}_spm"]).write_bytes(self.spm_models[side])
             tokenizer = self.codec.source if side == "source" else self.codec.target
-            Vocab(tokenizer.pieces()).save(version_dir / f"{side}_vocab.json")
-            files.update({f"{side}_spm": f"{side}.model", f"{side}_vocab": f"{side}_vocab.json"})
-        with tempfile.TemporaryDirectory(prefix="graphs-") as work:
-            encoder, step = export_graphs(model, Path(work))
-            sources = self.encoded["dev"][0][: cfg.parity_examples]
-            batches = [self.codec.collate(sources[i : i + 32]) for i in range(0, len(sources), 32)]
-            parity = check_graph_parity(model, encoder, step, batches, cfg.parity_tolerance)
-            manifest = ModelManifest(
-                name=cfg.name,
-                task=self.name,
-                description=cfg.description,
-                default=cfg.default,
-                architecture={
-                    "type": "Seq2Seq (bi-RNN encoder, Luong attention decoder)",
-                    **checkpoint["model_args"],
-                },
-                graphs=self._graph_specs(Path(work)),
-                max_batch_size=cfg.max_batch_size,
-                tokenizer=self.codec.source.spec(),
-                files=files,
-                task_options={
-                    "max_source_tokens": self.config.data.max_source_tokens,
-                    "state_names": list(model.state_names),
-                },
-                training=training_info(checkpoint),
-                parameters=checkpoint["parameters"],
-                size_bytes=0,
-                parity=parity,
-            )
-            choice = self._choose_precision(manifest, version_dir, {"encoder": encoder, "step": step})
-            for key, file in GRAPH_FILES.items():
-                shutil.copyfile(choice.graphs[key], version_dir / file)
-        metrics = {"dev": choice.metrics["dev"]}
+            Vocab(tokenizer.pieces()).save(version_dir / side_files[f"{side}_vocab"])
+            files.update(side_files)
+        return files
+
+    def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
+        return {
+            "tokenizer": self.codec.source.spec(),
+            "task_options": {
+                "max_source_tokens": self.config.data.max_source_tokens,
+                "state_names": list(model.state_names),
+            },
+        }
+
+    def manifest_graphs(self, model: nn.Module, graphs: Graphs) -> dict[str, GraphSpec]:
+        return specs_of(graphs, GRAPH_FILES)
+
+    def choose_export_precision(
+        self, model: nn.Module, draft: ModelManifest, version_dir: Path, graphs: Graphs, work: Path
+    ) -> PrecisionChoice:
+        return self._choose_precision(draft, version_dir, dict(graphs))
+
+    def export_metrics(
+        self, model: nn.Module, shipped: Shipped, checkpoint: dict[str, Any]
+    ) -> ManifestMetrics:
+        cfg = self.config.export
+        metrics = {"dev": shipped.choice.metrics["dev"]}
         if "test" in self.texts:
-            served = served_translator(manifest, version_dir, threads=cfg.eval_threads)
+            served = served_translator(shipped.draft, shipped.version_dir, threads=cfg.eval_threads)
             metrics["test"] = self._served_scores(served, "test", (1, self.config.decode.beam_size))
             decode = self.config.decode
             metrics["test"] |= {"beam_size": decode.beam_size, "length_penalty": decode.length_penalty}
@@ -350,25 +345,7 @@ class TranslationTask(TrainingTask):
             metrics["dev"]["sentences_pytorch"] = min(
                 limit or len(self.texts["dev"][0]), len(self.texts["dev"][0])
             )
-        manifest = manifest.model_copy(
-            update={
-                "graphs": self._graph_specs(version_dir),
-                "metrics": metrics,
-                "size_bytes": sum((version_dir / f).stat().st_size for f in GRAPH_FILES.values()),
-                "quantization": choice.report,
-            }
-        )
-        ModelManifest.model_validate(manifest.model_dump())
-        manifest.save(models_dir / cfg.name)
-        return models_dir / cfg.name
-
-    @staticmethod
-    def _graph_specs(version_dir: Path) -> dict[str, GraphSpec]:
-        graphs = {}
-        for key, file in GRAPH_FILES.items():
-            inputs, outputs = graph_specs(version_dir / file)
-            graphs[key] = GraphSpec(file=file, inputs=inputs, outputs=outputs)
-        return graphs
+        return metrics
 
     # --- reporting --------------------------------------------------------------------------------------
     @classmethod
