@@ -1,6 +1,7 @@
-"""``python -m training train|evaluate|export|report|share-weights|quantize|ensemble|average``.
+"""``python -m training train|distill|evaluate|export|report|share-weights|quantize|ensemble|average``.
 
     python -m training train --config training/configs/sentiment_bilstm.toml [--export] [--resume] [--seed=3]
+    python -m training distill --teacher models/sentiment-lstm-x5 --config CONFIG
     python -m training evaluate --checkpoint runs/sentiment-bilstm/best.pt [--split test]
     python -m training export --checkpoint runs/sentiment-bilstm/best.pt [--models-dir DIR] [--export.KEY=V]
     python -m training report [--models-dir models] [--output docs/models.md]
@@ -144,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run from runs/<name>/checkpoint.pt (same config; afresh without one)",
     )
+    p_distill = sub.add_parser(
+        "distill",
+        help="train one experiment config as the student of an exported teacher (training.distillation)",
+    )
+    p_distill.add_argument("--teacher", required=True, help="the teacher: models/<name> (an exported model)")
+    p_distill.add_argument("--config", type=Path, required=True)
+    p_distill.add_argument("--export", action="store_true", help="export the best checkpoint afterwards")
+    p_distill.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p_eval = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
     p_eval.add_argument("--checkpoint", type=Path, required=True)
     p_eval.add_argument("--split", default="dev")
@@ -191,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if rest and args.command not in ("train", "export", "quantize"):
+    if rest and args.command not in ("train", "distill", "export", "quantize"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = " ".join(["python -m training", *(sys.argv[1:] if argv is None else argv)])
     try:
@@ -205,6 +214,9 @@ def run(args: argparse.Namespace, rest: list[str], settings: TrainingSettings, c
     """Carries out one parsed command; ``rest`` holds its ``--section.key=value`` config overrides."""
     if args.command == "train":
         train(args.config, rest, settings, args.export, args.resume, command)
+    elif args.command == "distill":
+        overrides = [*rest, f"--distill.teacher={args.teacher}"]
+        train(args.config, overrides, settings, args.export, args.resume, command)
     elif args.command == "evaluate":
         task, model, _ = load_checkpoint(args.checkpoint, settings)
         task.load_data()

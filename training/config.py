@@ -75,6 +75,17 @@ class ExportConfig(Section):
     )
 
 
+class DistillConfig(Section):
+    teacher: str = Field(description="the teacher: an exported model folder, models/<name> (newest version)")
+    temperature: float = Field(2.0, gt=0, description="softens both distributions in the soft loss")
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft loss; 1 - alpha on the gold loss")
+    targets: Literal["probabilities", "marginals"] = Field(
+        "probabilities",
+        description="NER: the teacher's per-token tag distribution from its emission scores (softmax) or "
+        "its CRF marginals; sentiment always uses class probabilities",
+    )
+
+
 class ExperimentConfig(Section):
     """Top level of an experiment file; task plug-ins subclass it and add ``data`` and ``model`` sections."""
 
@@ -83,6 +94,9 @@ class ExperimentConfig(Section):
     seed: int = 13
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     export: ExportConfig
+    distill: DistillConfig | None = Field(
+        None, description="train as a student of an exported teacher (training.distillation)"
+    )
 
 
 class ConfigError(ValueError):

@@ -15,6 +15,8 @@ from torch import nn
 
 from service.tasks.ner.codec import FORBIDDEN, CrfScores, transition_masks
 from service.tasks.ner.contract import CHAR_IDS, LENGTHS, WORD_IDS
+from training.config import DistillConfig
+from training.distillation import mixed_loss
 from training.encoder import CELLS, reverse_index
 from training.task import Batch
 
@@ -149,12 +151,18 @@ class _Member(nn.Module):
         self.tagger = EmissionTagger(num_tags=len(labels), **tagger)
         self.crf = CRF(labels) if crf else None
 
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def loss(self, batch: Batch, distill: DistillConfig | None = None) -> torch.Tensor:
+        """The gold loss (CRF likelihood or per-token cross-entropy), mixed with the soft loss on the
+        emission scores when the batch carries a teacher's per-token distributions (``soft``)."""
         emissions = self.tagger(batch[WORD_IDS], batch[CHAR_IDS], batch[LENGTHS])
-        if self.crf is not None:
-            return self.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
         mask = torch.arange(emissions.size(1)).unsqueeze(0) < batch[LENGTHS].unsqueeze(1)
-        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+        if self.crf is not None:
+            gold = self.crf.neg_log_likelihood(emissions, batch["tags"], batch[LENGTHS])
+        else:
+            gold = nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+        if distill is None or "soft" not in batch:
+            return gold
+        return mixed_loss(gold, emissions[mask], batch["soft"][mask], distill)
 
 
 class NerNetwork(nn.Module):
@@ -174,9 +182,9 @@ class NerNetwork(nn.Module):
         self.has_crf = crf
         self.members = nn.ModuleList(_Member(labels, crf, tagger) for _ in range(members))
 
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def loss(self, batch: Batch, distill: DistillConfig | None = None) -> torch.Tensor:
         """Sum of the members' own losses (each member learns as if trained alone)."""
-        return torch.stack([member.loss(batch) for member in self.members]).sum()
+        return torch.stack([member.loss(batch, distill) for member in self.members]).sum()
 
     def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:

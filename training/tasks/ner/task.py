@@ -19,7 +19,7 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from torch import nn
 
 from service.manifest import ModelManifest, version_dirs
-from service.tasks.ner.codec import OUTSIDE, CrfScores, NerCodec, iob1_to_bio
+from service.tasks.ner.codec import OUTSIDE, CrfScores, NerCodec, crf_marginals, iob1_to_bio, softmax
 from service.tasks.ner.contract import (
     CHAR_IDS,
     EMISSIONS,
@@ -32,6 +32,8 @@ from service.tasks.ner.contract import (
 )
 from service.text import Vocab, WordTokenizer
 from training.batching import BucketedTraining, sorted_batches
+from training.config import ConfigError
+from training.distillation import label_order, load_teacher
 from training.export import (
     export_onnx,
 )
@@ -65,6 +67,7 @@ class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
         self.labels: list[str] = []
         self.splits: dict[str, tuple[list[list[int]], list[list[list[int]]], list[list[int]]]] = {}
         self.gold: dict[str, list[list[str]]] = {}
+        self.soft_targets: list[np.ndarray] | None = None  # the teacher's tag distributions per sentence
         self.paths: dict[str, Path] = {}
 
     # --- data -------------------------------------------------------------------------------------------
@@ -116,6 +119,30 @@ class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
                 [[index[t] for t in tags] for _, tags in rows],
             )
             self.gold[split] = [tags for _, tags in rows]
+        if self.config.distill is not None:
+            self.soft_targets = self._teacher_distributions([tokens for tokens, _ in tagged["train"]])
+
+    def _teacher_distributions(self, sentences: list[list[str]]) -> list[np.ndarray]:
+        """The teacher's distribution over tags ``[T, K]`` for every token of ``sentences`` (softmax of its
+        emission scores, or its CRF marginals), in the student's tag order."""
+        teacher = load_teacher(self.config.distill.teacher, self.name)
+        codec = NerCodec.from_manifest(teacher.manifest, teacher.version_dir)
+        columns = label_order(list(teacher.manifest.labels), list(self.labels))
+        marginals = self.config.distill.targets == "marginals"
+        if marginals and codec.crf is None:
+            raise ConfigError("distill.targets = 'marginals' needs a CRF teacher")
+        decoding = codec.crf.constrained(codec.labels) if marginals else None  # as the service decodes
+        encoded = [codec.encode_tokens(tokens) for tokens in sentences]
+        out: list[np.ndarray | None] = [None] * len(sentences)
+        for indices in sorted_batches([len(w) for w, _ in encoded], 256):
+            feeds = codec.collate([encoded[i][0] for i in indices], [encoded[i][1] for i in indices])
+            emissions = teacher.session.run([EMISSIONS], feeds)[0]
+            for row, i in enumerate(indices):
+                scores = emissions[row, : len(encoded[i][0])].astype(np.float64)
+                probs = crf_marginals(scores, decoding) if marginals else softmax(scores)
+                out[i] = probs[:, columns].astype(np.float32)
+        log.info("teacher %s: tag distributions of %d sentences", teacher.manifest.name, len(sentences))
+        return out
 
     def data_info(self) -> dict[str, Any]:
         return {
@@ -128,6 +155,11 @@ class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
         batch = {name: torch.from_numpy(array) for name, array in feeds.items()}
         width = batch[WORD_IDS].size(1)
         batch["tags"] = torch.tensor([tags[i] + [0] * (width - len(tags[i])) for i in indices])
+        if split == "train" and self.soft_targets is not None:
+            soft = np.zeros((len(indices), width, len(self.labels)), dtype=np.float32)
+            for row, i in enumerate(indices):
+                soft[row, : len(self.soft_targets[i])] = self.soft_targets[i]
+            batch["soft"] = torch.from_numpy(soft)
         return batch
 
     def training_sequences(self) -> list[list[int]]:
@@ -165,7 +197,7 @@ class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
         return NerNetwork(**(model_args or self.model_args()))
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return model.loss(batch)
+        return model.loss(batch, self.config.distill)
 
     def decoding_codec(self, model: nn.Module) -> NerCodec:
         """The codec with the model's current CRF scores (what the service will decode with)."""

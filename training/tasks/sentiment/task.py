@@ -21,6 +21,7 @@ from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
 from training.batching import BucketedTraining, sorted_batches
+from training.distillation import label_order, load_teacher, mixed_loss
 from training.export import (
     export_onnx,
 )
@@ -53,6 +54,7 @@ class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
         self.codec: SentimentCodec | None = None
         self.raw_labels: list[str] = []
         self.splits: dict[str, tuple[list[list[int]], list[int]]] = {}
+        self.soft_targets: np.ndarray | None = None  # the teacher's class probabilities per training text
         self.paths: dict[str, Path] = {}
 
     # --- data -------------------------------------------------------------------------------------------
@@ -86,6 +88,21 @@ class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
                 [self.codec.encode(r.text) for r in split_rows],
                 [index[r.label] for r in split_rows],
             )
+        if self.config.distill is not None:
+            self.soft_targets = self._teacher_probabilities([r.text for r in rows["train"]])
+
+    def _teacher_probabilities(self, texts: list[str]) -> np.ndarray:
+        """The teacher's class probabilities ``[N, C]`` for ``texts``, in the student's label order."""
+        teacher = load_teacher(self.config.distill.teacher, self.name)
+        codec = SentimentCodec.from_manifest(teacher.manifest, teacher.version_dir)
+        columns = label_order(list(codec.labels), list(self.codec.labels))
+        encoded = [codec.encode(text) for text in texts]
+        out = np.zeros((len(texts), len(columns)), dtype=np.float32)
+        for indices in sorted_batches([len(e) for e in encoded], 256):
+            feeds = codec.collate([encoded[i] for i in indices])
+            out[indices] = teacher.session.run([PROBABILITIES], feeds)[0][:, columns]
+        log.info("teacher %s: probabilities of %d training texts", teacher.manifest.name, len(texts))
+        return out
 
     def data_info(self) -> dict[str, Any]:
         return {split: split_info(self.paths[split], len(ids)) for split, (ids, _) in self.splits.items()}
@@ -97,7 +114,11 @@ class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
             INPUT_IDS: torch.from_numpy(inputs[INPUT_IDS]),
             LENGTHS: torch.from_numpy(inputs[LENGTHS]),
             "labels": torch.tensor([labels[i] for i in indices]),
+            **({"soft": torch.from_numpy(self.soft_targets[indices])} if self._distilled(split) else {}),
         }
+
+    def _distilled(self, split: str) -> bool:
+        return split == "train" and self.soft_targets is not None
 
     def training_sequences(self) -> list[list[int]]:
         return self.splits["train"][0]
@@ -133,10 +154,12 @@ class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         smoothing = self.config.model.label_smoothing
-        losses = [
-            nn.functional.cross_entropy(logits, batch["labels"], label_smoothing=smoothing)
-            for logits in model.member_logits(batch[INPUT_IDS], batch[LENGTHS])
-        ]
+        losses = []
+        for logits in model.member_logits(batch[INPUT_IDS], batch[LENGTHS]):
+            loss = nn.functional.cross_entropy(logits, batch["labels"], label_smoothing=smoothing)
+            if "soft" in batch:
+                loss = mixed_loss(loss, logits, batch["soft"], self.config.distill)
+            losses.append(loss)
         return torch.stack(losses).mean()
 
     def predict_split(self, predict, split: str, batch_size: int = 256) -> np.ndarray:

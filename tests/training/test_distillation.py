@@ -1,0 +1,121 @@
+"""Distillation: the soft loss, label alignment, and students of exported sentiment and NER teachers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.manifest import ModelManifest, version_dirs
+from service.tasks.ner.codec import NerCodec, crf_marginals, softmax
+from service.tasks.sentiment.codec import SentimentCodec
+from service.tasks.sentiment.contract import PROBABILITIES
+from tests.training.test_ner import tiny_task
+from tests.utils.model_factory import make_sentiment_repository, sentiment_config, write_sentiment_splits
+from training.config import ConfigError, DistillConfig
+from training.distillation import label_order, soft_loss
+from training.export import ort_session
+from training.readers import read_conll
+from training.settings import TrainingSettings
+from training.tasks.sentiment.task import SentimentTask
+from training.trainer import Trainer
+
+
+def test_soft_loss_is_zero_for_the_teachers_own_distribution_and_positive_otherwise() -> None:
+    teacher = torch.softmax(torch.randn(5, 3), dim=-1)
+    for temperature in (1.0, 2.0, 4.0):
+        assert soft_loss(torch.log(teacher), teacher, temperature).item() == pytest.approx(0, abs=1e-6)
+        assert soft_loss(torch.zeros(5, 3), teacher, temperature).item() > 0
+
+
+def test_soft_loss_pulls_the_student_towards_the_teacher() -> None:
+    teacher = torch.tensor([[0.9, 0.1]])
+    student = torch.zeros(1, 2, requires_grad=True)
+    soft_loss(student, teacher, 2.0).backward()
+    assert student.grad[0, 0] < 0 < student.grad[0, 1]  # gradient descent raises class 0
+
+
+def test_labels_are_aligned_by_name() -> None:
+    assert label_order(["positive", "negative"], ["negative", "positive"]) == [1, 0]
+    with pytest.raises(ConfigError, match="do not match"):
+        label_order(["a", "b"], ["a", "c"])
+
+
+@pytest.fixture(scope="module")
+def sentiment_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sentiment_repository(tmp_path_factory.mktemp("teacher"), name="teacher", epochs=2)
+
+
+def test_a_sentiment_student_learns_from_the_teachers_probabilities(
+    tmp_path: Path, sentiment_teacher
+) -> None:
+    data = write_sentiment_splits(tmp_path / "data", train=120, dev=32, test=32)
+    config = sentiment_config(data, name="student", hidden_size=8, embedding_dim=8)
+    config.distill = DistillConfig(teacher=str(sentiment_teacher), temperature=2.0, alpha=0.5)
+    config.trainer.epochs = 1
+    settings = TrainingSettings(
+        data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
+    )
+    task = SentimentTask(config, settings)
+    task.load_data()
+
+    # the soft targets are the teacher's served probabilities on every training text, in the student's order
+    manifest = ModelManifest.load(sentiment_teacher)
+    _, version_dir = version_dirs(sentiment_teacher)[-1]
+    codec = SentimentCodec.from_manifest(manifest, version_dir)
+    texts = [line.split("\t")[0] for line in data["train"].read_text().splitlines()[1:]]
+    feeds = codec.collate([codec.encode(t) for t in texts[:5]])
+    served = ort_session(version_dir / "model.onnx").run([PROBABILITIES], feeds)[0]
+    assert task.soft_targets.shape == (120, 2)
+    np.testing.assert_allclose(task.soft_targets[:5], served, atol=1e-6)
+
+    batch = task.batch_tensors("train", [0, 1, 2])
+    assert batch["soft"].shape == (3, 2) and "soft" not in task.batch_tensors("dev", [0, 1])
+    checkpoint = Trainer.for_task(task, settings.runs_dir / "student").fit()
+    model_dir = task.export(
+        Trainer.for_task(task, settings.runs_dir / "x").model.eval(), settings.models_dir, checkpoint
+    )
+    recorded = ModelManifest.load(model_dir).training.config["distill"]
+    assert recorded["teacher"] == str(sentiment_teacher) and recorded["alpha"] == 0.5
+
+
+@pytest.mark.parametrize("targets", ["probabilities", "marginals"])
+def test_a_ner_student_gets_the_teachers_tag_distributions(tmp_path: Path, targets: str) -> None:
+    teacher_task = tiny_task(tmp_path / "teacher", crf=True)
+    teacher_task.config.trainer.epochs = 1
+    checkpoint = Trainer.for_task(teacher_task, teacher_task.settings.runs_dir / "t").fit()
+    net = teacher_task.build_model(checkpoint["model_args"])
+    net.load_state_dict(checkpoint["state_dict"])
+    teacher_dir = teacher_task.export(net.eval(), teacher_task.settings.models_dir, checkpoint)
+
+    student = tiny_task(tmp_path / "student", hidden_size=4)
+    student.config.distill = DistillConfig(teacher=str(teacher_dir), targets=targets)
+    student.load_data()
+    words = student.splits["train"][0]
+    assert len(student.soft_targets) == len(words)
+    assert all(
+        s.shape == (len(w), len(student.labels)) for s, w in zip(student.soft_targets, words, strict=True)
+    )
+    np.testing.assert_allclose(student.soft_targets[0].sum(axis=1), 1.0, atol=1e-5)
+
+    manifest = ModelManifest.load(teacher_dir)
+    _, version_dir = version_dirs(teacher_dir)[-1]
+    codec = NerCodec.from_manifest(manifest, version_dir)
+    tokens = read_conll(tmp_path / "student" / "data" / "ner" / "train.txt")[0].tokens
+    word_ids, char_ids = codec.encode_tokens(tokens)
+    emissions = ort_session(version_dir / "model.onnx").run(
+        ["emissions"], codec.collate([word_ids], [char_ids])
+    )[0][0]
+    expected = (
+        crf_marginals(emissions.astype(np.float64), codec.crf.constrained(codec.labels))
+        if targets == "marginals"
+        else softmax(emissions.astype(np.float64))
+    )
+    order = label_order(list(manifest.labels), list(student.labels))
+    np.testing.assert_allclose(student.soft_targets[0], expected[:, order], atol=1e-5)
+
+    batch = student.batch_tensors("train", [0, 1])
+    loss = student.loss(student.build_model(), batch)
+    assert torch.isfinite(loss) and batch["soft"].shape[:2] == batch["word_ids"].shape
