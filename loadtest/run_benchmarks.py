@@ -10,6 +10,10 @@ one that fails or runs out of time does not stop the others.
     python -m loadtest.run_benchmarks --quick         # all, shortened (~3 minutes)
     python -m loadtest.run_benchmarks --only loadtest-mix --budget-s 300
     python -m loadtest.run_benchmarks --list
+    python -m loadtest.run_benchmarks --only peers    # opt-in benchmarks run only when named
+
+Opt-in benchmarks (``opt_in=True``: the comparison with TorchServe and Ray Serve, which installs them) are
+not part of a default run or of its budget.
 
 Exit status 1 when a benchmark failed or ran out of time.
 """
@@ -45,6 +49,8 @@ class Benchmark:
     # True: ``--doc`` names the shared file and the module rewrites only its own marked section of it.
     # False: the module writes a whole file of its own (its default ``--doc``), so it is not given ours.
     writes_section: bool = True
+    # True: run only when named with ``--only`` (not part of the default run nor of its budget).
+    opt_in: bool = False
 
     def available(self) -> bool:
         try:
@@ -82,11 +88,25 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         typical_s=120,
     ),
     Benchmark(
+        "overload",
+        "loadtest.bench_overload",
+        quick_args=("--duration", "3", "--warmup", "1", "--sweep", "1", "4"),
+        typical_s=330,
+    ),
+    Benchmark(
         "loadtest-mix",
         "loadtest.loadrun",
         args=("--run-time", "60s", "--users", "16"),
         quick_args=("--run-time", "15s", "--users", "8"),
         typical_s=90,
+    ),
+    # Installs TorchServe and Ray Serve into venvs of their own (once) and runs ~18 minutes: opt-in.
+    Benchmark(
+        "peers",
+        "loadtest.bench_peers",
+        quick_args=("--seconds", "3", "--warmup", "1", "--rounds", "1", "--clients", "1", "64"),
+        typical_s=1100,
+        opt_in=True,
     ),
 )
 
@@ -152,12 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for bench in BENCHMARKS:
             state = "available" if bench.available() else "not there yet"
+            state += " (opt-in: --only)" if bench.opt_in else ""
             print(f"{bench.name:20} python -m {bench.module:28} ~{bench.typical_s:.0f} s  {state}")
         return 0
     unknown = set(args.only or ()) - {b.name for b in BENCHMARKS}
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; --list shows them")
-    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
+    chosen = (
+        [b for b in BENCHMARKS if b.name in args.only]
+        if args.only
+        else [b for b in BENCHMARKS if not b.opt_in]
+    )
     outcomes = run(chosen, args.doc, args.budget_s, args.quick)
     print("\n== summary")
     for outcome in outcomes:

@@ -1,26 +1,55 @@
-"""``python -m service``: uvicorn on the settings' host and port (what ``make serve`` runs)."""
+"""``python -m service``: uvicorn on the settings' host and port (what ``make serve`` runs).
+
+``RNNSERVE_WORKERS`` serving processes share the port (default: one per core). With more than one,
+uvicorn's supervisor starts them, replaces one that dies, and on SIGTERM stops them all, each draining
+its own queues first; a shared run folder holds their metrics (prometheus_client's multiprocess mode) and
+the state each publishes for ``/ready`` and ``/models`` (``service.workers``).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import uvicorn
 
-from service.config import get_settings
+from service.config import Settings, get_settings
 from service.logs import configure_logging
+from service.metrics import MULTIPROCESS_ENV
+from service.workers import WORKERS_DIR_ENV
 
 
-def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+def _run(settings: Settings, workers: int) -> None:
     uvicorn.run(
-        "service.main:create_app",
+        "service.main:create_app" if workers == 1 else "service.main:create_worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        workers=1,
+        workers=workers,
     )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    workers = settings.process_count
+    if workers == 1:
+        _run(settings, 1)
+        return
+    run_dir = tempfile.mkdtemp(prefix="rnnserve-")
+    metrics_dir, workers_dir = os.path.join(run_dir, "metrics"), os.path.join(run_dir, "workers")
+    os.mkdir(metrics_dir)
+    os.mkdir(workers_dir)
+    os.environ[MULTIPROCESS_ENV] = metrics_dir  # inherited by the serving processes
+    os.environ[WORKERS_DIR_ENV] = workers_dir
+    try:
+        _run(settings, workers)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

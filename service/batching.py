@@ -18,8 +18,14 @@ Scheduling (Triton's knob names, Ray Serve's simplicity): while a worker is free
 every queued item up to ``max_batch_size``. A lone request on an idle server is dispatched at once; only
 when the previous batch held several items (the server is under load) does the collector wait up to
 ``max_queue_delay_ms`` after the oldest queued item for the batch to fill. While the worker is busy,
-new items simply accumulate, which is where most batching comes from. ``max_queue_size`` bounds waiting
-items; beyond it ``QueueFull`` (503 + Retry-After) is raised at once.
+new items simply accumulate, which is where most batching comes from.
+
+Admission is by time: the batcher measures the model's cost per item (a moving average over batches) and
+admits a request only if the items ahead of it are expected to clear within ``max_queue_wait_s`` and the
+queue stays within ``max_queue_size``; otherwise ``QueueFull`` (503 with a ``Retry-After`` of the expected
+wait) is raised at once, before anything is queued. ``refusal()`` answers the same question before a
+request is parsed, so a server can refuse without reading the body. Items whose caller has gone (timeout,
+cancellation, client disconnect) are dropped from the queue instead of computed.
 
 Step-level batching (generation) needs a different loop, but can reuse ``split_by_length`` and the
 ``BatchMetrics`` hooks.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -81,7 +88,7 @@ class DynamicBatcher(Generic[T, R]):
         max_queue_size: int = 1024,
         workers: int = 1,
         metrics: BatchMetrics | None = None,
-        retry_after_s: int = 1,
+        max_queue_wait_s: float = float("inf"),
     ):
         if max_batch_size < 1 or max_queue_size < 1 or workers < 1:
             raise ValueError("max_batch_size, max_queue_size and workers must be >= 1")
@@ -92,7 +99,8 @@ class DynamicBatcher(Generic[T, R]):
         self.max_queue_size = max_queue_size
         self.workers = workers
         self.metrics = metrics
-        self.retry_after_s = retry_after_s
+        self.max_queue_wait_s = max_queue_wait_s
+        self.cost_per_item_s = 0.0  # moving average of model time per item (0 until the first batch)
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
         self._under_load = False
@@ -151,6 +159,25 @@ class DynamicBatcher(Generic[T, R]):
     def closed(self) -> bool:
         return self._closing
 
+    # -- admission -------------------------------------------------------------------------------
+    def expected_wait_s(self, extra_items: int = 0) -> float:
+        """How long the items queued and running (plus ``extra_items``) are expected to take."""
+        return (len(self._queue) + self._in_flight + extra_items) * self.cost_per_item_s / self.workers
+
+    def refusal(self, items: int = 1) -> QueueFull | None:
+        """The 503 a request of ``items`` would get now, or None if it would be admitted."""
+        if len(self._queue) + items > self.max_queue_size:
+            reason = f"queue of {self.name} is full ({self.max_queue_size} items)"
+        elif self.expected_wait_s() > self.max_queue_wait_s:
+            reason = (
+                f"{self.name} is overloaded: the queued work is expected to take "
+                f"{self.expected_wait_s():.2f} s, beyond the {self.max_queue_wait_s:g} s a request may wait"
+            )
+        else:
+            return None
+        retry_after = max(1, math.ceil(self.expected_wait_s()))
+        return QueueFull(reason, limit=self.max_queue_size, headers={"Retry-After": str(retry_after)})
+
     # -- submission ------------------------------------------------------------------------------
     async def submit(self, item: T, timeout: float | None = None) -> R:
         return (await self.submit_many([item], timeout))[0]
@@ -159,12 +186,9 @@ class DynamicBatcher(Generic[T, R]):
         """Queues all items or none; returns their results in order, or raises the first item error."""
         if self._closing or self._collector is None:
             raise ShuttingDown(f"model {self.name} is not accepting requests")
-        if len(self._queue) + len(items) > self.max_queue_size:
-            raise QueueFull(
-                f"queue of {self.name} is full ({self.max_queue_size} items)",
-                limit=self.max_queue_size,
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
+        refusal = self.refusal(len(items))
+        if refusal is not None:
+            raise refusal
         loop = asyncio.get_running_loop()
         pending = [_Pending(item, loop.create_future()) for item in items]
         self._queue.extend(pending)
@@ -279,8 +303,14 @@ class DynamicBatcher(Generic[T, R]):
     def _call(self, items: list[Any]) -> Sequence[Any]:
         started = time.perf_counter()
         results = self.fn(items)
+        elapsed = time.perf_counter() - started
+        per_item = elapsed / len(items)
+        # a short memory (about 10 batches), so the estimate follows the batch sizes that load brings
+        self.cost_per_item_s = (
+            per_item if not self.cost_per_item_s else 0.9 * self.cost_per_item_s + 0.1 * per_item
+        )
         if self.metrics:
-            self.metrics.inference_time.observe(time.perf_counter() - started)
+            self.metrics.inference_time.observe(elapsed)
         if len(results) != len(items):
             raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
         return results

@@ -8,11 +8,13 @@ The full table is in docs/service.md.
 
 from __future__ import annotations
 
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "RNNSERVE_"
@@ -36,6 +38,12 @@ class BatchingConfig(BaseModel):
         description="a batch is split where the longest item exceeds this × the shortest (1e9: never)",
     )
     timeout_s: float = Field(10.0, gt=0, description="per-request time limit (queue + inference); 504 after")
+    max_queue_wait_s: float = Field(
+        1.0,
+        gt=0,
+        description="admission: a request is refused at once (503 + Retry-After) when the work queued ahead"
+        " of it is expected to take longer than this (measured cost per item × items queued)",
+    )
     step_prefill_max_tokens: int = Field(
         64,
         ge=0,
@@ -52,18 +60,49 @@ class LimitsConfig(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1, description="request body size, checked before parsing")
 
 
+# What an API key may contain: RFC 6750's bearer-token characters (so it fits an Authorization header).
+API_KEY_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+ALL_MODELS = "*"
+
+
+def normalize_api_keys(value: object) -> dict[str, list[str]]:
+    """``{"key": ["model", ...] | ["*"]}`` or a list of keys (each may use every model), checked."""
+    if isinstance(value, list | tuple):
+        value = {key: [ALL_MODELS] for key in value}
+    if not isinstance(value, dict):
+        raise ValueError('expected {"key": ["model", ...]} or ["key", ...]')
+    out: dict[str, list[str]] = {}
+    for key, models in value.items():
+        if not isinstance(key, str) or not API_KEY_PATTERN.fullmatch(key) or len(key) > 512:
+            raise ValueError("an API key is 1 to 512 characters of A-Z a-z 0-9 . _ ~ + / - (then =)")
+        if isinstance(models, str):
+            models = [models]
+        if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+            raise ValueError(f"the models of a key are a non-empty list of model names or {ALL_MODELS!r}")
+        out[key] = list(models)
+    return out
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", protected_namespaces=()
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="ignore",
+        protected_namespaces=(),
+        hide_input_in_errors=True,  # a mistyped setting must not print the API keys
     )
 
     model_repository: Path = Field(_REPO_ROOT / "models", description="the Triton-style model repository")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # One thread per session by default: these RNNs are small, the HTTP event loop needs a core too, and
-    # on a small shared machine an ORT thread pool without spin-waiting can stall on busy cores
-    # (docs/benchmarks.md).
-    ort_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0: one per core)")
-    ort_inter_op_threads: int = Field(1, ge=0, description="ONNX Runtime inter-op threads (0: ORT decides)")
+    workers: int | None = Field(
+        None, ge=1, description="serving processes sharing the port; default: one per available core"
+    )
+    # By default the cores are shared out among the serving processes (one thread each with one process
+    # per core): these RNNs are small, the HTTP event loop needs a core too, and on a small shared machine
+    # an ORT thread pool without spin-waiting can stall on busy cores (docs/benchmarks.md).
+    ort_intra_op_threads: int | None = Field(
+        None, ge=0, description="ONNX Runtime intra-op threads per session; default: cores / workers"
+    )
     ort_allow_spinning: bool = Field(
         False, description="let ORT threads spin-wait (faster on a dedicated box, steals CPU from HTTP here)"
     )
@@ -91,9 +130,50 @@ class Settings(BaseSettings):
         "process); off, the service reports through /metrics only and skips per-request provider lookups",
     )
     shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful-shutdown bound for in-flight work")
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='API keys and the models each may use: {"key": ["*"]} (every model), {"key": '
+        '["sentiment-gru", ...]}, or a list of keys; none: no key is asked for',
+    )
+    api_keys_file: Path | None = Field(
+        None, description="a JSON file with more keys, in the same form as api_keys (read at start-up)"
+    )
+    public_paths: list[str] = Field(
+        default_factory=lambda: ["/health", "/ready", "/v2/health/live", "/v2/health/ready"],
+        description="paths answered without a key when keys are set (add /metrics for an open scrape)",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='origins allowed to call the API from a browser page on another origin ("*": any);'
+        " none: CORS off",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: object) -> dict[str, list[str]]:
+        return normalize_api_keys(value)
 
     def batching_for(self, task: str) -> BatchingConfig:
         return self.batching.get(task, BatchingConfig())
+
+    @property
+    def process_count(self) -> int:
+        """Serving processes: ``workers``, else one per core this process may run on."""
+        return self.workers or available_cores()
+
+    @property
+    def ort_threads(self) -> int:
+        """Intra-op threads per session: the setting, else the cores shared out among the processes."""
+        if self.ort_intra_op_threads is not None:
+            return self.ort_intra_op_threads
+        return max(1, available_cores() // self.process_count)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @lru_cache

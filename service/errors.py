@@ -8,10 +8,15 @@ Every error body has the same shape::
 Task plug-ins raise the ``ServiceError`` subclasses below (or their own subclasses), each carrying its
 status code; ``service.api.errors`` turns them into responses. Any other exception becomes a 500
 ``internal_error`` in ``service.middleware`` (logged with its traceback and the request id).
+
+Messages that reach a client go through :func:`public_message`: one line, no traceback, and no file
+paths (a path is cut to its last component), however the underlying exception was worded; the log keeps
+the full story.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from service.logs import request_id_var
@@ -46,6 +51,18 @@ class InvalidInput(ServiceError):
 
 class LimitExceeded(ServiceError):
     status_code, code = 422, "limit_exceeded"
+
+
+class Unauthorized(ServiceError):
+    """No API key, or one the service does not know (``WWW-Authenticate: Bearer`` tells how to send one)."""
+
+    status_code, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    """A valid API key that may not use the requested model."""
+
+    status_code, code = 403, "forbidden"
 
 
 class BodyTooLarge(ServiceError):
@@ -84,9 +101,29 @@ class ClientDisconnected(ServiceError):
     status_code, code = 499, "client_disconnected"
 
 
+# Two or more path separators: an absolute or relative file path (``/srv/models/x/1/vocab.json``,
+# ``onnxruntime/core/providers/cpu/rnn/lstm.cc:12``, ``C:\\models\\x``). ``/models`` alone is left as is.
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/]?[\w.~+@-]+)?(?:[\\/][\w.~+@-]+){2,}[\\/]?")
+_TRACEBACK = "Traceback (most recent call last):"
+MAX_MESSAGE_CHARS = 1000
+
+
+def public_message(message: str) -> str:
+    """``message`` as a client may see it: a traceback reduced to its last line, one line, file paths
+    cut to their last component, at most ``MAX_MESSAGE_CHARS`` characters."""
+    text = str(message)
+    head, traceback, tail = text.partition(_TRACEBACK)
+    if traceback:  # keep what came before it and the exception line at its end
+        last = [line for line in tail.splitlines() if line.strip()]
+        text = head + (" " + last[-1] if last else "")
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    text = _PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("/\\"))[-1], text)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def error_body(code: str, message: str, field: str | None = None, limit: Any = None) -> dict[str, Any]:
     return {
-        "error": {"code": code, "message": message, "field": field, "limit": limit},
+        "error": {"code": code, "message": public_message(message), "field": field, "limit": limit},
         "request_id": request_id_var.get(),
     }
 

@@ -2,16 +2,26 @@
 
 The request id lives in a context variable set by the request middleware, so any log line written while
 serving a request (route, batcher submit, error handler) carries it without passing it around.
+
+Lines are formatted where they are logged and written by a thread of their own
+(:class:`BackgroundStreamHandler`): a log destination that blocks (a pipe nobody reads, a stalled
+collector) or fails (a closed pipe, a full disk) never stalls serving. Lines that cannot be written in
+time are dropped and counted.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import contextvars
 import json
 import logging
+import queue
+import signal
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -57,17 +67,104 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Routes the service's and uvicorn's loggers through one handler on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+class BackgroundStreamHandler(logging.Handler):
+    """Formats a record in the logging thread and hands the line to a writer thread.
+
+    At most ``capacity`` lines wait; beyond that new lines are dropped, and the next line written says
+    how many were lost. A write that fails is dropped too (no traceback to the same broken stream). At
+    exit, waiting lines get ``flush_timeout_s`` to be written; the writer never holds the process up.
+    """
+
+    def __init__(self, stream: TextIO, capacity: int = 10_000, flush_timeout_s: float = 2.0):
+        super().__init__()
+        self.stream = stream
+        self.flush_timeout_s = flush_timeout_s
+        self.dropped = 0
+        self._lines: queue.Queue[str | None] = queue.Queue(capacity)
+        self._writer = threading.Thread(target=self._write_lines, name="log-writer", daemon=True)
+        self._writer.start()
+        atexit.register(self.flush)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a broken record must not fail the caller (nor print to a stuck stderr)
+            self.dropped += 1
+            return
+        try:
+            self._lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def _write_lines(self) -> None:
+        while True:
+            line = self._lines.get()
+            try:
+                if line is None:
+                    return
+                if self.dropped:
+                    dropped, self.dropped = self.dropped, 0
+                    line = (
+                        f"[{dropped} log lines dropped: the log destination was too slow or failing]\n{line}"
+                    )
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except Exception:  # EPIPE, ENOSPC, a closed stream: the line is lost, serving goes on
+                pass
+            finally:
+                self._lines.task_done()
+
+    def flush(self) -> None:
+        """Waits (at most ``flush_timeout_s``) until every waiting line is written."""
+        deadline = time.monotonic() + self.flush_timeout_s
+        while self._lines.unfinished_tasks and self._writer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self.flush()
+        with contextlib.suppress(queue.Full):
+            self._lines.put_nowait(None)
+        super().close()
+
+
+def flush_logs() -> None:
+    """Writes the lines still waiting for the background writer (within its flush bound)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BackgroundStreamHandler):
+            handler.flush()
+
+
+def _flush_then_die(signum: int, frame: Any) -> None:
+    flush_logs()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
+def flush_logs_on_sigterm() -> None:
+    """uvicorn ends a graceful shutdown by raising the SIGTERM it caught again, under the handler it
+    found; with the default one the process dies at once, before any exit hook, and the lines still
+    waiting for the log writer ("shutdown complete") would be lost. This handler writes them first
+    (within the writer's flush bound), then dies of the signal as before."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _flush_then_die)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text", sigterm_flush: bool = True) -> None:
+    """Routes the service's and uvicorn's loggers through one handler on stderr (written in the
+    background, see :class:`BackgroundStreamHandler`). ``sigterm_flush=False`` leaves the SIGTERM handler
+    alone (a serving process configured after uvicorn installed its own; it flushes at shutdown)."""
+    handler = BackgroundStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_rnnserve", False):
             root.removeHandler(old)
+            old.close()
     handler._rnnserve = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    if sigterm_flush:
+        flush_logs_on_sigterm()
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()

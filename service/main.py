@@ -16,16 +16,23 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
+from service.admission import AdmissionMiddleware
 from service.api.errors import install_error_handlers
+from service.api.openapi import install_openapi
 from service.api.routes import health, models
+from service.auth import AuthMiddleware, limits_models, load_api_keys
 from service.config import Settings, get_settings
+from service.logs import configure_logging, flush_logs
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.plugin import TaskPlugin
+from service.protocols.v2 import routes as v2
 from service.repository import ModelRepository
 from service.ui import routes as ui
+from service.workers import WorkerGroup
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,8 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
 
         plugins = default_plugins()
     metrics = Metrics()
-    repository = ModelRepository(settings, plugins, metrics)
+    repository = ModelRepository(settings, plugins, metrics, WorkerGroup.from_env(settings.process_count))
+    api_keys = load_api_keys(settings)  # a missing or malformed keys file stops the start here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,8 +67,11 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
             app.state.loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await app.state.loading
+        repository.workers.withdraw()  # the other processes stop counting this one as ready
         await repository.close(drain=True, timeout=settings.shutdown_timeout_s)
+        metrics.close()
         log.info("shutdown complete")
+        flush_logs()  # uvicorn may end the process by re-raising SIGTERM, before any exit hook
 
     app = FastAPI(
         title="rnnserve",
@@ -73,6 +84,19 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     app.state.metrics = metrics
     app.state.repository = repository
     install_error_handlers(app)
+    # Middleware added last runs first: request id, body limit and access log; CORS; API keys; admission.
+    app.add_middleware(AdmissionMiddleware, repository=repository, task_paths=_task_paths(plugins))
+    if api_keys:
+        app.add_middleware(AuthMiddleware, keys=api_keys, public_paths=settings.public_paths)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
@@ -82,10 +106,33 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(ui.router)
+    app.include_router(v2.router)
     for plugin in plugins:
-        if plugin.router is not None:
-            app.include_router(plugin.router)
+        for router in (plugin.router, *plugin.routers):
+            if router is not None:
+                app.include_router(router)
+    install_openapi(app, settings, repository, auth=bool(api_keys), model_limits=limits_models(api_keys))
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one of several serving processes. A fresh interpreter: logging is set up here too, but
+    SIGTERM stays uvicorn's (installed before the app is loaded), so the process drains before it exits."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, sigterm_flush=False)
+    return create_app(settings)
+
+
+def _task_paths(plugins: Sequence[TaskPlugin]) -> dict[str, str]:
+    """POST path -> task, for the task routes (their model is the task's default unless the body names
+    another; protocol routes name theirs)."""
+    return {
+        route.path: plugin.task
+        for plugin in plugins
+        if plugin.router is not None
+        for route in plugin.router.routes
+        if "POST" in getattr(route, "methods", ())
+    }
 
 
 def _telemetry_options(enabled: bool) -> dict[str, object]:

@@ -1,15 +1,24 @@
 """Prometheus metrics of one app instance (its own registry, so several apps can live in one process).
 
+With several serving processes (``RNNSERVE_WORKERS``), ``python -m service`` sets ``PROMETHEUS_MULTIPROC_DIR``
+before the workers start: every process then writes its values to files there (prometheus_client's
+multiprocess mode) and ``/metrics``, whichever process answers it, reports the sum over all of them
+(counters and histograms add up; queue depth is the sum over live processes; a model is ready when it is
+ready in every live process).
+
 HTTP metrics are labelled by route template (``/sentiment``, never the raw URL), method and status;
 batching metrics by model name. Batchers get a ``BatchMetrics`` view so they do not depend on prometheus.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -30,6 +39,7 @@ class BatchMetrics:
 
 class Metrics:
     def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry()
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         r = self.registry
@@ -44,7 +54,11 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "rnnserve_queue_depth", "items waiting in a batch queue", ["model"], registry=r
+            "rnnserve_queue_depth",
+            "items waiting in a batch queue",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.batch_size = Histogram(
             "rnnserve_batch_size", "items per model call", ["model"], buckets=_BATCH_BUCKETS, registry=r
@@ -67,7 +81,11 @@ class Metrics:
             "rnnserve_batch_items_failed", "items whose inference raised", ["model"], registry=r
         )
         self.model_ready = Gauge(
-            "rnnserve_model_ready", "1 when the model is loaded and warm", ["model"], registry=r
+            "rnnserve_model_ready",
+            "1 when the model is loaded and warm",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
 
     def for_model(self, model: str) -> BatchMetrics:
@@ -92,4 +110,14 @@ class Metrics:
         children[1].observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition: this app's registry, or every serving process's values in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """At process exit: this process's live gauges leave the sums."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -3,6 +3,10 @@
 Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on the hot path of every request. The body limit
 is enforced before anything parses the body: a ``Content-Length`` above the limit is answered 413 at
 once, and a chunked body is cut off the moment it passes the limit.
+
+A client's ``X-Request-ID`` is kept when it is 1 to 128 characters of ``A-Z a-z 0-9 . _ : -`` (so it
+is safe in a log line and a header); any other value is replaced by a generated id. Either way the id
+is sent back in ``X-Request-ID``, carried by every log line of the request and by error bodies.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from service.logs import request_id_var
 from service.metrics import Metrics
 
 log = logging.getLogger("service.access")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+_SAFE_ID = re.compile(REQUEST_ID_PATTERN)
 # Generated ids: a random per-process prefix and a counter (unique, and cheaper than uuid4 per request).
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
@@ -40,7 +45,7 @@ class RequestContextMiddleware:
             return
         incoming = _header(scope, b"x-request-id")
         request_id = (
-            incoming if incoming and _SAFE_ID.match(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+            incoming if incoming and _SAFE_ID.fullmatch(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
         )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -71,7 +76,7 @@ class RequestContextMiddleware:
         try:
             declared = _header(scope, b"content-length")
             if declared and declared.isdigit() and int(declared) > limit:
-                await _send_json(
+                await send_json(
                     send_with_id,
                     413,
                     error_body("body_too_large", f"request body exceeds {limit} bytes", "body", limit),
@@ -83,7 +88,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error")
             status = 500
             if not started_response:
-                await _send_json(send_with_id, 500, error_body("internal_error", "internal server error"))
+                await send_json(send_with_id, 500, error_body("internal_error", "internal server error"))
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -109,7 +114,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict) -> None:
+async def send_json(
+    send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answers with a JSON body straight from a middleware (before any route ran)."""
     payload = json.dumps(body).encode()
     await send(
         {
@@ -118,6 +126,7 @@ async def _send_json(send: Send, status: int, body: dict) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
             ],
         }
     )

@@ -20,13 +20,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.auth import authorize_model
 from service.config import Settings
-from service.errors import InvalidInput, ModelNotFound, ModelUnavailable
+from service.errors import ModelNotFound, ModelUnavailable, ServiceError
 from service.manifest import MANIFEST_NAME, ModelManifest, version_dirs
 from service.metrics import Metrics
 from service.plugin import TaskPlugin
 from service.runtime import ModelLoadError, create_session
 from service.serving import ServedModel
+from service.workers import WorkerGroup
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,17 @@ def _first_error(exc: ValidationError) -> str:
 
 
 class ModelRepository:
-    def __init__(self, settings: Settings, plugins: Sequence[TaskPlugin], metrics: Metrics):
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: Sequence[TaskPlugin],
+        metrics: Metrics,
+        workers: WorkerGroup | None = None,
+    ):
         self.settings = settings
         self.plugins = {p.task: p for p in plugins}
         self.metrics = metrics
+        self.workers = workers or WorkerGroup(None)  # the other serving processes, if any
         self.entries: dict[str, ModelEntry] = {}
         self.defaults: dict[str, str] = {}
         self.loading_done = False
@@ -179,7 +188,8 @@ class ModelRepository:
                 )
         finally:
             self.loading_done = True
-            ok, reasons = self.readiness()
+            self.publish()
+            ok, reasons = self._own_readiness()
             log.info("model loading finished: %s", "ready" if ok else f"not ready: {reasons}")
 
     def _fail(self, entry: ModelEntry, reason: str) -> None:
@@ -193,7 +203,16 @@ class ModelRepository:
 
     # -- queries ---------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, str]]:
-        """``(ready, {task: reason})``: every task's default model loaded and warmed."""
+        """``(ready, {task: reason})``: every task's default model loaded and warmed, in this process and,
+        with several serving processes, in every one of them."""
+        return self.workers.readiness(*self._own_readiness())
+
+    def publish(self) -> None:
+        """Tells the other serving processes this one's readiness and model states (on every change)."""
+        ready, reasons = self._own_readiness()
+        self.workers.publish(ready, reasons, {name: e.state.value for name, e in self.entries.items()})
+
+    def _own_readiness(self) -> tuple[bool, dict[str, str]]:
         reasons: dict[str, str] = {}
         if not self.loading_done:
             reasons["*"] = "models are loading"
@@ -210,24 +229,32 @@ class ModelRepository:
         return not reasons, reasons
 
     def resolve(self, task: str, name: str | None) -> ServedModel:
-        """The model that should answer a request, or a 404/422/503 naming the ``model`` field."""
+        """The model that should answer a request, or a 403/404/503 naming the ``model`` field."""
         if name is None:
             name = self.defaults.get(task)
             if name is None:
                 raise ModelUnavailable(f"no model serves task {task!r}", field="model")
+        authorize_model(name)  # 403 when the request's API key may not use it
         entry = self.entries.get(name)
-        if entry is None:
+        if entry is None or entry.task != task:
             known = sorted(e.name for e in self.entries.values() if e.task == task)
-            raise ModelNotFound(f"unknown model {name!r}; {task} models: {known}", field="model")
-        if entry.task != task:
-            raise InvalidInput(f"model {name!r} serves task {entry.task!r}, not {task!r}", field="model")
+            raise ModelNotFound(f"no {task} model is named {name!r}; {task} models: {known}", field="model")
         if entry.state is ModelState.LOADING:
             raise ModelUnavailable(f"model {name!r} is loading", field="model", headers={"Retry-After": "1"})
         if entry.state is ModelState.FAILED or entry.model is None:
             raise ModelUnavailable(f"model {name!r} failed to load: {entry.error}", field="model")
         return entry.model
 
+    def refusal(self, task: str | None = None, name: str | None = None) -> ServiceError | None:
+        """The 503 a new request for a model (``name``, else ``task``'s default) would get now; None when
+        it would be admitted, or when the model is not serving (the normal path then says why)."""
+        entry = self.entries.get(name or self.defaults.get(task, ""))
+        if entry is None or entry.model is None or entry.state is not ModelState.READY:
+            return None
+        return entry.model.refusal()
+
     def describe(self) -> list[dict[str, Any]]:
+        processes = self.workers.model_counts()
         out = []
         for entry in self.entries.values():
             item: dict[str, Any] = {
@@ -238,6 +265,7 @@ class ModelRepository:
                 "version": entry.version,
                 "provider": entry.model.provider if entry.model else None,
                 "error": entry.error,
+                "processes": processes.get(entry.name) or {entry.state.value: 1},
             }
             if entry.model is not None:
                 item.update(entry.model.info())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from service.config import Settings
@@ -43,8 +44,7 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     opts = fold_int8_weights(ort.SessionOptions())
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = settings.ort_intra_op_threads
-    opts.inter_op_num_threads = settings.ort_inter_op_threads
+    opts.intra_op_num_threads = settings.ort_threads  # inter-op threads do nothing in sequential mode
     spin = "1" if settings.ort_allow_spinning else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
@@ -65,12 +65,35 @@ def _check_contract(session: ort.InferenceSession, spec: GraphSpec, path: Path) 
         )
 
 
+def read_external_data(path: Path, options: ort.SessionOptions) -> list[np.ndarray]:
+    """Hands ONNX Runtime the contents of the external-data files the graph at ``path`` refers to (its
+    shared ``weights.bin``) from memory. Left to itself ORT maps them into memory, and a file truncated
+    or rewritten while serving would then crash the process (SIGBUS) or change the weights under it; read
+    once, the weights stay what was loaded whatever happens to the folder. Returns the buffers, to be
+    kept alive until the session exists."""
+    if not hasattr(options, "add_external_initializers_from_files_in_memory"):  # ORT < 1.18: mapped
+        return []
+    graph = path.read_bytes()
+    names = sorted(
+        p.name
+        for p in path.parent.iterdir()
+        if p.is_file() and p.suffix != ".onnx" and p.name.encode() in graph
+    )
+    buffers = [np.fromfile(path.parent / name, dtype=np.uint8) for name in names]
+    if names:
+        options.add_external_initializers_from_files_in_memory(names, buffers, [b.size for b in buffers])
+    return buffers
+
+
 def create_session(path: Path, spec: GraphSpec, settings: Settings) -> ort.InferenceSession:
     if not path.is_file():
         raise ModelLoadError(f"graph file {path} does not exist")
     providers = select_providers(settings.device)
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(settings), providers=providers)
+        options = session_options(settings)
+        external = read_external_data(path, options)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        del external
     except Exception as exc:  # ORT raises its own exception types for corrupt or unsupported graphs
         raise ModelLoadError(f"{path.name}: ONNX Runtime cannot load it: {exc}".splitlines()[0]) from exc
     _check_contract(session, spec, path)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -141,6 +142,7 @@ class GenerationScheduler:
         name: str,
         max_batch_size: int = 64,
         max_queue_size: int = 1024,
+        max_queue_wait_s: float = float("inf"),
         bucket_ratio: float = 2.0,
         step_prefill_max_tokens: int = 64,
         banned_ids: Sequence[int] = (),
@@ -151,6 +153,8 @@ class GenerationScheduler:
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_queue_size = max_queue_size
+        self.max_queue_wait_s = max_queue_wait_s
+        self.generation_s = 0.0  # moving average of a generation's duration (0 until one finishes)
         self.bucket_ratio = bucket_ratio
         self.step_prefill_max_tokens = step_prefill_max_tokens
         self.banned_ids = list(banned_ids)
@@ -203,15 +207,40 @@ class GenerationScheduler:
         return len(self._pending)
 
     # -- submission (event loop) -----------------------------------------------------------------
+    # -- admission -------------------------------------------------------------------------------
+    def _observe_duration(self, seconds: float) -> None:
+        """A finished generation's time from its first token (a moving average of about 20)."""
+        d = self.generation_s
+        self.generation_s = seconds if not d else 0.95 * d + 0.05 * seconds
+
+    def expected_wait_s(self) -> float:
+        """Until a new request would get a slot: nothing while slots are free, else one average
+        generation per ``max_batch_size`` requests ahead of it."""
+        waiting = len(self._pending)
+        if self.active + waiting < self.max_batch_size:
+            return 0.0
+        return (1 + waiting // self.max_batch_size) * self.generation_s
+
+    def refusal(self) -> QueueFull | None:
+        """The 503 a new request would get now (queue full, or its wait for a slot beyond the bound)."""
+        if len(self._pending) >= self.max_queue_size:
+            reason = f"queue of {self.name} is full ({self.max_queue_size} requests)"
+        elif self.expected_wait_s() > self.max_queue_wait_s:
+            reason = (
+                f"{self.name} is overloaded: a free generation slot is expected in "
+                f"{self.expected_wait_s():.2f} s, beyond the {self.max_queue_wait_s:g} s a request may wait"
+            )
+        else:
+            return None
+        retry_after = max(1, math.ceil(self.expected_wait_s()))
+        return QueueFull(reason, limit=self.max_queue_size, headers={"Retry-After": str(retry_after)})
+
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         if self._closing or self._thread is None:
             raise ShuttingDown(f"model {self.name} is not accepting requests")
-        if len(self._pending) >= self.max_queue_size:
-            raise QueueFull(
-                f"queue of {self.name} is full ({self.max_queue_size} requests)",
-                limit=self.max_queue_size,
-                headers={"Retry-After": "1"},
-            )
+        refusal = self.refusal()
+        if refusal is not None:
+            raise refusal
         loop = asyncio.get_running_loop()
         request.started, request.done = loop.create_future(), loop.create_future()
         if request.stream:
@@ -272,10 +301,15 @@ class GenerationScheduler:
                         self.stats["cancelled"] += 1
             if self.metrics:
                 self.metrics.queue_depth.set(len(self._pending))
-            self._admitted(joining)
-            limit = self.step_prefill_max_tokens
-            fresh = self._fresh_batch([r for r in joining if len(r.prompt_ids) <= limit])
-            prefilling += self._start_prefill([r for r in joining if len(r.prompt_ids) > limit])
+            try:  # a failure while admitting fails the requests joining, never the thread
+                self._admitted(joining)
+                limit = self.step_prefill_max_tokens
+                fresh = self._fresh_batch([r for r in joining if len(r.prompt_ids) <= limit])
+                prefilling += self._start_prefill([r for r in joining if len(r.prompt_ids) > limit])
+            except Exception as exc:
+                log.exception("model %s: admitting %d generations failed", self.name, len(joining))
+                self._fail(joining, exc)
+                continue
             ready = [(group, f) for group, f in prefilling if f.done()]
             prefilling = [(group, f) for group, f in prefilling if not f.done()]
             joined = []
@@ -407,6 +441,7 @@ class GenerationScheduler:
             if reason is not None:
                 request.finish_reason = reason
                 updates.append((request, text, True, None))
+                self._observe_duration(now - request.first_token_at)
             else:
                 keep.append(row)
                 if request.stream or first:

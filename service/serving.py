@@ -72,6 +72,11 @@ class ServedModel(abc.ABC):
     def info(self) -> dict[str, Any]:
         """What ``/models`` shows besides the manifest: batching settings, queue depth, statistics."""
 
+    @abc.abstractmethod
+    def refusal(self) -> ServiceError | None:
+        """The 503 a new request would get now (admission by expected wait), or None if it would be admitted;
+        asked before a request's body is read."""
+
 
 @dataclass
 class BatchedModel(ServedModel):
@@ -109,12 +114,16 @@ class BatchedModel(ServedModel):
             max_queue_size=self.batching.max_queue_size,
             workers=workers,
             metrics=metrics,
+            max_queue_wait_s=self.batching.max_queue_wait_s,
         )
         await self.batcher.start()
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         if self.batcher is not None:
             await self.batcher.close(drain=drain, timeout=timeout)
+
+    def refusal(self) -> ServiceError | None:
+        return self.batcher.refusal() if self.batcher is not None else None
 
     async def infer_many(self, items: Sequence[Any]) -> list[Any]:
         """Results in order; an item's own error is re-raised (not a ``ServiceError``: a 500 that says so)."""

@@ -7,7 +7,9 @@ costs a fraction of what httpx or locust spend per request, and gives sub-millis
 rounds to whole milliseconds). Responses are still checked: any non-2xx status counts as an error.
 
 Output: one JSON object on stdout with ``requests``, ``errors``, ``rps``, ``p50_ms``, ``p95_ms``,
-``p99_ms``, ``mean_ms`` and ``statuses`` for the measured window (after ``warmup`` seconds).
+``p99_ms``, ``mean_ms`` and ``statuses`` for the measured window (after ``warmup`` seconds), and for
+overload runs ``ok_p50_ms``/``ok_p99_ms`` (answered requests only) and ``rejections_without_retry_after``
+(503 and 429 answers that lack the header). A client retries at once after any answer (no backoff).
 """
 
 from __future__ import annotations
@@ -36,16 +38,20 @@ def percentiles(latencies_s: list[float]) -> dict[str, float]:
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": float(ms.mean())}
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body, and whether a ``Retry-After`` header came with it."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
-    length = 0
+    length, retry_after = 0, False
     for line in lines[1:]:
-        if line[:15].lower() == b"content-length:":
+        name = line[:15].lower()
+        if name == b"content-length:":
             length = int(line[15:])
+        elif name.startswith(b"retry-after:"):
+            retry_after = True
     body = await reader.readexactly(length) if length else b""
-    return status, body
+    return status, body, retry_after
 
 
 async def _client(
@@ -59,6 +65,8 @@ async def _client(
     end: float,
     latencies: list[float],
     statuses: dict[int, int],
+    ok_latencies: list[float],
+    missing_retry_after: list[int],
 ) -> None:
     heads = [
         (
@@ -81,8 +89,9 @@ async def _client(
         t0 = time.perf_counter()
         writer.write(heads[i % len(heads)])
         i += 1
+        retry_after = False
         try:
-            status, _ = await _read_response(reader)
+            status, _, retry_after = await _read_response(reader)
         except (OSError, asyncio.IncompleteReadError):
             status = 0
             writer.close()
@@ -91,6 +100,10 @@ async def _client(
         if t0 >= warm_end and t1 <= end:
             latencies.append(t1 - t0)
             statuses[status] = statuses.get(status, 0) + 1
+            if 200 <= status < 300:
+                ok_latencies.append(t1 - t0)
+            elif status in (429, 503) and not retry_after:
+                missing_retry_after.append(status)
     if writer is not None:
         writer.close()
 
@@ -102,11 +115,26 @@ async def run_load_async(
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    ok_latencies: list[float] = []
+    missing_retry_after: list[int] = []
     start = time.perf_counter()
     warm_end, end = start + warmup, start + warmup + duration
     await asyncio.gather(
         *(
-            _client(host, port, path, bodies, k * 7919, start, warm_end, end, latencies, statuses)
+            _client(
+                host,
+                port,
+                path,
+                bodies,
+                k * 7919,
+                start,
+                warm_end,
+                end,
+                latencies,
+                statuses,
+                ok_latencies,
+                missing_retry_after,
+            )
             for k in range(concurrency)
         )
     )
@@ -119,6 +147,8 @@ async def run_load_async(
         "rps": ok / duration,
         "statuses": {str(s): n for s, n in sorted(statuses.items())},
         **percentiles(latencies),
+        **{f"ok_{k}": v for k, v in percentiles(ok_latencies).items()},
+        "rejections_without_retry_after": len(missing_retry_after),
     }
 
 

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import ServiceError, error_body, field_path
+from service.api.body import validation_error
+from service.errors import ServiceError, error_body
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +29,7 @@ async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {"type": "invalid", "msg": "invalid request", "loc": ()}
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        ctx = first.get("ctx") or {}
-        detail = ctx.get("error", first.get("msg", ""))
-        return error_response(400, "invalid_json", f"request body is not valid JSON: {detail}", "body")
-    field = field_path(tuple(first.get("loc", ())))
-    message = f"{field}: {first.get('msg')}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return error_response(422, "invalid_input", message, field)
+    return await _service_error(request, validation_error(exc.errors()))
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -22,6 +23,13 @@ class EventStream(StreamingResponse):
     which would leave the iterator unfinished until garbage collection.
     """
 
+    #: the last event of a stream the server stops waiting for (its graceful-shutdown bound ran out), so
+    #: the client reads a clean end rather than a cut connection
+    SHUTDOWN_EVENT: ClassVar[dict[str, Any]] = {
+        "error": "the service is shutting down; the stream ends here",
+        "error_type": "shutting_down",
+    }
+
     def __init__(self, events: AsyncIterator[dict[str, Any]]):
         self.events = events
         super().__init__(
@@ -33,6 +41,14 @@ class EventStream(StreamingResponse):
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # uvicorn cancels the responses still running when RNNSERVE_SHUTDOWN_TIMEOUT_S runs out
+            try:
+                await send(
+                    {"type": "http.response.body", "body": sse(self.SHUTDOWN_EVENT), "more_body": False}
+                )
+            except Exception:
+                raise asyncio.CancelledError from None  # no clean end possible: cancelled as asked
         finally:
             await self.body_iterator.aclose()
             await self.events.aclose()

@@ -26,7 +26,7 @@ REAL_SENTENCES = [
     "would subtlety be lost on the target audience , but that it 's also too stupid to realize that they 've "
     "already seen this exact same movie a hundred times",
     "Not bad at all — quite FUN, actually!",
-    "",
+    "?",
 ]
 DEV_TSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "sentiment" / "dev.tsv"
 

@@ -31,6 +31,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tiny_repo: Path):
         "RNNSERVE_DEVICE": "cpu",
         "RNNSERVE_LOG_FORMAT": "json",
         "RNNSERVE_BATCHING__SENTIMENT__MAX_BATCH_SIZE": "1",
+        "RNNSERVE_WORKERS": "1",  # one process's queue counts below (test_workers.py drains several)
+        "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_WAIT_S": "600",  # admit the whole backlog
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "service"],

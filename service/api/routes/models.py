@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request, Response
 
 from service.api.schemas import ModelsResponse
@@ -16,7 +18,7 @@ router = APIRouter(tags=["models"])
     summary="Every model in the repository: state, version, provider, batching, counters and config",
 )
 async def models(request: Request) -> ModelsResponse:
-    return ModelsResponse(models=request.app.state.repository.describe())
+    return ModelsResponse(pid=os.getpid(), models=request.app.state.repository.describe())
 
 
 @router.get(

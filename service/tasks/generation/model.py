@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.config import Settings
-from service.errors import ClientDisconnected, InvalidInput, LimitExceeded
+from service.errors import ClientDisconnected, InvalidInput, LimitExceeded, QueueFull, ServiceError
 from service.manifest import ModelManifest
 from service.metrics import BatchMetrics
 from service.sampling import SamplingParams
@@ -138,6 +138,113 @@ class GenerationModel(ServedModel):
         finally:
             job.cancel()
 
+    # -- several generations at once (v2 requests of N prompts, OpenAI's n) ------------------------
+    def _submit_together(self, jobs: list[GenerationRequest]) -> None:
+        """Queues every job or none (a full queue refuses them all), in one admission: the decoding
+        thread takes them together and they run as rows of the same step batch."""
+        scheduler = self.scheduler
+        if scheduler.queue_depth + len(jobs) > scheduler.max_queue_size:
+            raise QueueFull(
+                f"queue of {self.name} is full ({scheduler.max_queue_size} requests)",
+                limit=scheduler.max_queue_size,
+                headers={"Retry-After": "1"},
+            )
+        # The scheduler's condition is re-entrant: holding it keeps the decoding thread from admitting
+        # the first jobs before the last are queued.
+        with scheduler._cond:
+            submitted = []
+            try:
+                for job in jobs:
+                    submitted.append(scheduler.submit(job))
+            except BaseException:
+                for job in submitted:
+                    job.cancel()
+                raise
+
+    async def _finished(self, job: GenerationRequest) -> None:
+        await self.scheduler.wait_started(job, self.batching.timeout_s)
+        await asyncio.shield(job.done)
+
+    async def generate_many(
+        self, payloads: list[GenerateRequest], client_gone: Callable[[], Awaitable[None]]
+    ) -> list[dict[str, Any]]:
+        """``generate`` for several requests submitted together: one answer per payload, in order. The
+        first error fails them all and frees every slot, as does the client leaving
+        (:class:`ClientDisconnected`)."""
+        jobs = [self.prepare(payload) for payload in payloads]
+        self._submit_together(jobs)
+        tasks = [asyncio.ensure_future(self._finished(job)) for job in jobs]
+        waiting = asyncio.gather(*tasks)
+        gone = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            for task, job in zip(tasks, jobs, strict=True):
+                if not task.done():
+                    task.cancel()
+                    job.cancel()
+        if not waiting.done() or waiting.cancelled():
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            raise ClientDisconnected("the client disconnected before the generation finished")
+        waiting.result()  # re-raises the first timeout or inference error
+        return [
+            {
+                "model": self.name,
+                "text": job.text,
+                "finish_reason": job.finish_reason,
+                "tokens": job.tokens,
+            }
+            for job in jobs
+        ]
+
+    async def stream_many(self, payloads: list[GenerateRequest]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """``stream`` for several requests submitted together: waits until every one runs (errors until
+        then are raised here), then returns ``(index, event)`` pairs as they come, with the events of
+        ``stream``. An error event ends the iterator; closing it cancels every generation."""
+        jobs = [self.prepare(payload.model_copy(update={"stream": True})) for payload in payloads]
+        self._submit_together(jobs)
+        started = [
+            asyncio.ensure_future(self.scheduler.wait_started(job, self.batching.timeout_s)) for job in jobs
+        ]
+        try:
+            await asyncio.gather(*started)
+        except BaseException:
+            for task, job in zip(started, jobs, strict=True):
+                task.cancel()
+                job.cancel()
+            raise
+        return self._merged_events(jobs)
+
+    async def _merged_events(
+        self, jobs: list[GenerationRequest]
+    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        merged: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+
+        async def forward(index: int, job: GenerationRequest) -> None:
+            events = self._events(job)
+            try:
+                async for event in events:
+                    merged.put_nowait((index, event))
+            finally:
+                await events.aclose()
+
+        forwarders = [asyncio.ensure_future(forward(i, job)) for i, job in enumerate(jobs)]
+        try:
+            running = len(jobs)
+            while running:
+                index, event = await merged.get()
+                yield index, event
+                if "error" in event:
+                    return
+                if event["finish_reason"] is not None:
+                    running -= 1
+        finally:
+            for task, job in zip(forwarders, jobs, strict=True):
+                task.cancel()
+                job.cancel()
+
     # -- lifecycle (the step scheduler instead of the dynamic batcher) ----------------------------
     def warmup(self) -> None:
         """Runs both graphs at batch 1 and at the largest batch, with a short and a long prompt."""
@@ -159,6 +266,7 @@ class GenerationModel(ServedModel):
             name=self.name,
             max_batch_size=self.max_batch_size,
             max_queue_size=self.batching.max_queue_size,
+            max_queue_wait_s=self.batching.max_queue_wait_s,
             bucket_ratio=self.batching.bucket_ratio,
             step_prefill_max_tokens=self.batching.step_prefill_max_tokens,
             banned_ids=self.codec.special_ids,
@@ -169,6 +277,9 @@ class GenerationModel(ServedModel):
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         if self.scheduler is not None:
             await self.scheduler.close(drain=drain, timeout=timeout)
+
+    def refusal(self) -> ServiceError | None:
+        return self.scheduler.refusal() if self.scheduler is not None else None
 
     def info(self) -> dict[str, Any]:
         scheduler = self.scheduler

@@ -8,7 +8,8 @@ from service.api.schemas import TextsRequest
 
 
 class TagRequest(TextsRequest):
-    """Exactly one of ``text`` and ``texts`` (raw text: tokenized by the service, offsets kept)."""
+    """Exactly one of ``text`` and ``texts`` (raw text: tokenized by the service, offsets kept). A text
+    without tokens (empty or white space only) has the empty answer: no tokens, no entities."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"text": "EU rejects German call to boycott British lamb ."}]}

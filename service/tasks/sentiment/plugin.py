@@ -6,5 +6,6 @@ from service.plugin import TaskPlugin
 from service.tasks.sentiment.contract import TASK
 from service.tasks.sentiment.model import build
 from service.tasks.sentiment.routes import router
+from service.tasks.sentiment.v2 import ADAPTER
 
-PLUGIN = TaskPlugin(task=TASK, build=build, router=router)
+PLUGIN = TaskPlugin(task=TASK, build=build, router=router, v2=ADAPTER)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas import TextsRequest
 
 
 class SentimentRequest(TextsRequest):
-    """Exactly one of ``text`` and ``texts``."""
+    """Exactly one of ``text`` and ``texts``; an empty or white-space-only text has no sentiment (422)."""
+
+    allow_blank: ClassVar[bool] = False
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"text": "a gripping , beautifully acted film ."}]}

@@ -74,13 +74,29 @@ class TranslationModel(BatchedModel):
             result["attention"] = [row[: len(source)].tolist() for row in hyp.attention]
         return result
 
+    @staticmethod
+    def empty_answer(params: SearchParams) -> dict[str, Any]:
+        """The answer to a text without source tokens (empty or white space only): nothing to translate."""
+        result: dict[str, Any] = {"translation": "", "score": 0.0}
+        if params.return_attention:
+            result.update(source_tokens=[], target_tokens=[], attention=[])
+        return result
+
     def predict_batch(self, items: list[Item]) -> Sequence[Any]:
         encoded = [self.codec.encode_source(text) for text, _ in items]
         results: list[Any] = [None] * len(items)
-        for group in split_by_length([len(e) for e in encoded], self.batching.bucket_ratio):
-            params = [items[i][1] for i in group]
-            hyps = self.translate([encoded[i] for i in group], params)
-            for i, hyp, p in zip(group, hyps, params, strict=True):
+        nonempty = []
+        for i, source in enumerate(encoded):
+            if len(source) > 1:  # more than the closing <eos>
+                nonempty.append(i)
+            else:
+                results[i] = self.empty_answer(items[i][1])
+        lengths = [len(encoded[i]) for i in nonempty]
+        for group in split_by_length(lengths, self.batching.bucket_ratio):
+            members = [nonempty[g] for g in group]
+            params = [items[i][1] for i in members]
+            hyps = self.translate([encoded[i] for i in members], params)
+            for i, hyp, p in zip(members, hyps, params, strict=True):
                 results[i] = self.answer(encoded[i], hyp, p)
         return results
 

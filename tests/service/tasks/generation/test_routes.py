@@ -102,8 +102,11 @@ def test_unknown_characters_are_named(gen_client):
 
 
 def test_a_model_of_another_task_is_refused(gen_client):
+    # not a 422: the body is valid; from /sentiment's side that model does not exist
     response = gen_client.post("/sentiment", json={"text": "good", "model": "generation-tiny"})
-    assert response.status_code == 422
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+    assert response.json()["error"]["field"] == "model"
 
 
 def test_models_lists_the_scheduler(gen_client):

@@ -160,8 +160,8 @@ def test_offsets_hold_for_any_unicode_text(client, text):
 def test_errors_match_sentiment(client):
     r = client.post("/tag", json={"text": "x", "model": "nope"})
     assert r.status_code == 404 and r.json()["error"]["field"] == "model"
-    r = client.post("/tag", json={"text": "x", "model": "sentiment-tiny"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "model"
+    r = client.post("/tag", json={"text": "x", "model": "sentiment-tiny"})  # not an NER model
+    assert r.status_code == 404 and r.json()["error"]["field"] == "model"
     assert client.post("/tag", json={}).json()["error"]["field"] == "text"
     assert client.post("/tag", json={"texts": ["a", 3]}).json()["error"]["field"] == "texts[1]"
     assert client.post("/tag", json={"text": "a", "colour": 1}).json()["error"]["field"] == "colour"

@@ -1,0 +1,108 @@
+"""Admission by time: refusals by expected wait, and refusal before the body is read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from service.admission import AdmissionMiddleware
+from service.errors import QueueFull
+from tests.service.test_batching import Recorder, make, wait_entered
+
+
+def test_a_request_is_refused_when_the_work_ahead_would_outlast_the_wait_bound():
+    async def scenario():
+        rec = Recorder(hold=True)
+        b = make(rec, max_queue_wait_s=1.0)
+        await b.start()
+        busy = asyncio.create_task(b.submit(0))
+        await wait_entered(rec)
+        b.cost_per_item_s = 0.3  # as measured: 0.3 s per item
+        queued = asyncio.create_task(b.submit_many([1, 2]))  # 3 items ahead: 0.9 s, admitted
+        await asyncio.sleep(0.01)
+        assert b.refusal() is None
+        more = asyncio.create_task(b.submit(3))  # admitted (0.9 s ahead of it); now 1.2 s are ahead
+        await asyncio.sleep(0.01)
+        assert b.refusal() is not None
+        with pytest.raises(QueueFull) as info:
+            await b.submit(9)
+        rec.gate.set()
+        results = await asyncio.gather(busy, queued, more)
+        await b.close()
+        return results, info.value, rec.batches
+
+    results, err, batches = asyncio.run(scenario())
+    assert results == [0, [2, 4], 6]
+    assert err.status_code == 503 and "expected to take" in err.message
+    assert int(err.headers["Retry-After"]) >= 1
+    assert all(9 not in batch for batch in batches)  # the refused item was never queued
+
+
+def test_the_cost_per_item_is_measured_from_the_batches():
+    async def scenario():
+        b = make(lambda items: [x for x in items])
+        await b.start()
+        assert b.cost_per_item_s == 0 and b.refusal() is None  # nothing measured yet: admit
+        await b.submit_many(list(range(8)))
+        await b.close()
+        return b.cost_per_item_s
+
+    assert 0 < asyncio.run(scenario()) < 0.01
+
+
+class _Repository:
+    def __init__(self, refusal):
+        self._refusal = refusal
+        self.asked: list[tuple] = []
+
+    def refusal(self, task=None, name=None):
+        self.asked.append((task, name))
+        return self._refusal
+
+
+async def _call(middleware, path: str) -> tuple[dict, bytes, list]:
+    sent: list[dict] = []
+    received: list[str] = []
+
+    async def receive():
+        received.append("body")
+        raise AssertionError("the body was read")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+    await middleware(scope, receive, send)
+    return sent[0], sent[1]["body"] if len(sent) > 1 else b"", received
+
+
+def test_a_refusal_is_answered_before_the_body_is_read():
+    reached: list[str] = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+
+    refusal = QueueFull("model is overloaded", limit=8, headers={"Retry-After": "3"})
+    repository = _Repository(refusal)
+    middleware = AdmissionMiddleware(app, repository, {"/sentiment": "sentiment"})
+    start, body, received = asyncio.run(_call(middleware, "/sentiment"))
+    assert start["status"] == 503 and (b"retry-after", b"3") in start["headers"]
+    assert json.loads(body)["error"]["code"] == "queue_full"
+    assert received == [] and reached == []  # neither the body nor the app was touched
+    asyncio.run(_call(middleware, "/v2/models/sentiment-gru/versions/1/infer"))
+    assert repository.asked == [("sentiment", None), (None, "sentiment-gru")]
+
+
+def test_an_admitted_request_goes_on_untouched():
+    reached: list[str] = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = AdmissionMiddleware(app, _Repository(None), {"/sentiment": "sentiment"})
+    start, _, _ = asyncio.run(_call(middleware, "/sentiment"))
+    assert start["status"] == 200 and reached == ["/sentiment"]
