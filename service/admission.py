@@ -10,13 +10,13 @@ default is checked by that model's own admission once its body is parsed.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ServiceError, error_body
+from service.middleware import send_json
 from service.repository import ModelRepository
 
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
@@ -45,8 +45,6 @@ class AdmissionMiddleware:
 
 
 async def _send(send: Send, error: ServiceError) -> None:
-    body = json.dumps(error_body(error.code, error.message, error.field, error.limit)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    body = error_body(error.code, error.message, error.field, error.limit)
+    headers = [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+    await send_json(send, error.status_code, body, headers)

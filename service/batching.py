@@ -86,18 +86,16 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int = 64,
         max_queue_delay_ms: float = 2.0,
         max_queue_size: int = 1024,
-        workers: int = 1,
         metrics: BatchMetrics | None = None,
         max_queue_wait_s: float = float("inf"),
     ):
-        if max_batch_size < 1 or max_queue_size < 1 or workers < 1:
-            raise ValueError("max_batch_size, max_queue_size and workers must be >= 1")
+        if max_batch_size < 1 or max_queue_size < 1:
+            raise ValueError("max_batch_size and max_queue_size must be >= 1")
         self.fn = fn
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_queue_delay = max_queue_delay_ms / 1000.0
         self.max_queue_size = max_queue_size
-        self.workers = workers
         self.metrics = metrics
         self.max_queue_wait_s = max_queue_wait_s
         self.cost_per_item_s = 0.0  # moving average of model time per item (0 until the first batch)
@@ -120,8 +118,8 @@ class DynamicBatcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._slots = asyncio.Semaphore(self.workers)
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"batch-{self.name}")
+        self._slots = asyncio.Semaphore(1)  # one batch at a time: the next one fills meanwhile
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{self.name}")
         self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
@@ -162,7 +160,7 @@ class DynamicBatcher(Generic[T, R]):
     # -- admission -------------------------------------------------------------------------------
     def expected_wait_s(self, extra_items: int = 0) -> float:
         """How long the items queued and running (plus ``extra_items``) are expected to take."""
-        return (len(self._queue) + self._in_flight + extra_items) * self.cost_per_item_s / self.workers
+        return (len(self._queue) + self._in_flight + extra_items) * self.cost_per_item_s
 
     def refusal(self, items: int = 1) -> QueueFull | None:
         """The 503 a request of ``items`` would get now, or None if it would be admitted."""

@@ -106,7 +106,6 @@ class Settings(BaseSettings):
     ort_allow_spinning: bool = Field(
         False, description="let ORT threads spin-wait (faster on a dedicated box, steals CPU from HTTP here)"
     )
-    batch_workers: int = Field(1, ge=1, description="worker threads per model running batches concurrently")
     batching: dict[str, BatchingConfig] = Field(default_factory=dict, description="per-task overrides")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     default_models: dict[str, str] = Field(

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import inspect
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -35,6 +38,7 @@ from service.ui import routes as ui
 from service.workers import WorkerGroup
 
 log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 async def _load(repository: ModelRepository, settings: Settings) -> None:
@@ -120,7 +124,17 @@ def create_worker_app() -> FastAPI:
     SIGTERM stays uvicorn's (installed before the app is loaded), so the process drains before it exits."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, sigterm_flush=False)
+    _exit_with_supervisor()
     return create_app(settings)
+
+
+def _exit_with_supervisor() -> None:
+    """Linux: this process gets SIGTERM (and drains) when its supervisor dies, even by SIGKILL, so no
+    orphaned serving process keeps the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor was already gone
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _task_paths(plugins: Sequence[TaskPlugin]) -> dict[str, str]:

@@ -49,18 +49,15 @@ class RequestContextMiddleware:
         )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
-        id_header = (b"x-request-id", request_id.encode())
+        response = _Response(send, (b"x-request-id", request_id.encode()))
+        try:
+            await self._serve(scope, receive, response)
+        finally:
+            self._record(scope, response.status, time.perf_counter() - started)
+            request_id_var.reset(token)
 
-        started_response = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, started_response
-            if message["type"] == "http.response.start":
-                status, started_response = message["status"], True
-                message["headers"] = [*message.get("headers", []), id_header]
-            await send(message)
-
+    async def _serve(self, scope: Scope, receive: Receive, response: _Response) -> None:
+        """The app behind the body limit; a failure no handler answered becomes a 500 with the id."""
         limit = self.max_body_bytes
         received = 0
 
@@ -76,35 +73,45 @@ class RequestContextMiddleware:
         try:
             declared = _header(scope, b"content-length")
             if declared and declared.isdigit() and int(declared) > limit:
-                await send_json(
-                    send_with_id,
-                    413,
-                    error_body("body_too_large", f"request body exceeds {limit} bytes", "body", limit),
-                )
+                body = error_body("body_too_large", f"request body exceeds {limit} bytes", "body", limit)
+                await send_json(response.send, 413, body)
             else:
-                await self.app(scope, limited_receive, send_with_id)
+                await self.app(scope, limited_receive, response.send)
         except Exception:
-            # Anything no handler turned into a response: answer here, so the 500 carries the request id.
             log.exception("unhandled error")
-            status = 500
-            if not started_response:
-                await send_json(send_with_id, 500, error_body("internal_error", "internal server error"))
-        finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.observe_request(endpoint, method, status, elapsed)
-            if self.access_log:
-                log.info(
-                    "%s %s %d %.1fms",
-                    method,
-                    scope.get("path", ""),
-                    status,
-                    elapsed * 1000,
-                    extra={"status": status, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint},
-                )
-            request_id_var.reset(token)
+            response.status = 500
+            if not response.started:
+                await send_json(response.send, 500, error_body("internal_error", "internal server error"))
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        """Metrics by route template, and the access-log line."""
+        route = scope.get("route")
+        endpoint = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.observe_request(endpoint, method, status, elapsed)
+        if self.access_log:
+            log.info(
+                "%s %s %d %.1fms",
+                method,
+                scope.get("path", ""),
+                status,
+                elapsed * 1000,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint},
+            )
+
+
+class _Response:
+    """The app's ``send`` with the request-id header added; remembers the status sent."""
+
+    def __init__(self, send: Send, id_header: tuple[bytes, bytes]):
+        self._send, self._id_header = send, id_header
+        self.status, self.started = 500, False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.started = message["status"], True
+            message["headers"] = [*message.get("headers", []), self._id_header]
+        await self._send(message)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

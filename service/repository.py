@@ -172,7 +172,7 @@ class ModelRepository:
                     continue
                 try:
                     model = await asyncio.to_thread(self._build, entry)
-                    await model.start(self.metrics.for_model(entry.name), workers=self.settings.batch_workers)
+                    await model.start(self.metrics.for_model(entry.name))
                 except Exception as exc:
                     self._fail(entry, f"{type(exc).__name__}: {exc}".splitlines()[0])
                     continue

@@ -63,7 +63,7 @@ class ServedModel(abc.ABC):
         """Blocking: runs the graphs once (short and long inputs) before the model is marked ready."""
 
     @abc.abstractmethod
-    async def start(self, metrics: BatchMetrics | None, workers: int = 1) -> None: ...
+    async def start(self, metrics: BatchMetrics | None) -> None: ...
 
     @abc.abstractmethod
     async def close(self, drain: bool = True, timeout: float | None = None) -> None: ...
@@ -105,14 +105,13 @@ class BatchedModel(ServedModel):
                 raise result
         self.predict_batch(items[:1])
 
-    async def start(self, metrics: BatchMetrics | None, workers: int = 1) -> None:
+    async def start(self, metrics: BatchMetrics | None) -> None:
         self.batcher = DynamicBatcher(
             self.predict_batch,
             name=self.name,
             max_batch_size=self.max_batch_size,
             max_queue_delay_ms=self.batching.max_queue_delay_ms,
             max_queue_size=self.batching.max_queue_size,
-            workers=workers,
             metrics=metrics,
             max_queue_wait_s=self.batching.max_queue_wait_s,
         )

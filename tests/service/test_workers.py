@@ -95,13 +95,18 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
         heavy = {"texts": ["the plot was good and the acting was very dull " * 100] * 32}
         finished: list[int] = []
 
+        sending = threading.Semaphore(0)
+
         def call() -> None:
-            finished.append(httpx.post(f"{base}/sentiment", json=heavy, timeout=60).status_code)
+            with httpx.Client(event_hooks={"request": [lambda request: sending.release()]}) as client:
+                finished.append(client.post(f"{base}/sentiment", json=heavy, timeout=60).status_code)
 
         threads = [threading.Thread(target=call) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        for _ in threads:  # every request is on its way before the signal
+            assert sending.acquire(timeout=30)
+        time.sleep(0.3)
         server.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(60)
@@ -112,3 +117,37 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
     log = server.stdout.read()
     assert finished == [200] * 8, log[-3000:]
     assert log.count("] shutdown complete") == 2, log[-3000:]  # each serving process drained
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl(PR_SET_PDEATHSIG)")
+def test_serving_processes_exit_when_their_supervisor_is_killed(tiny_repo: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "RNNSERVE_MODEL_REPOSITORY": str(tiny_repo), "RNNSERVE_PORT": str(port)}
+    env |= {"RNNSERVE_DEVICE": "cpu", "RNNSERVE_WORKERS": "2"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
+            time.sleep(0.1)
+        workers = [pid for pid in process_tree(server.pid) if pid != server.pid]
+        assert workers
+        server.kill()  # SIGKILL: the supervisor cannot stop its workers itself
+        server.wait(10)
+        deadline = time.monotonic() + 30
+        while any(
+            Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            for pid in workers
+        ):
+            assert time.monotonic() < deadline, "orphaned serving processes are still running"
+            time.sleep(0.2)
+    finally:
+        if server.poll() is None:
+            server.kill()

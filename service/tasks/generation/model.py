@@ -258,7 +258,7 @@ class GenerationModel(ServedModel):
             if not np.isfinite(logits).all():
                 raise ValueError("warm-up produced non-finite logits")
 
-    async def start(self, metrics: BatchMetrics | None, workers: int = 1) -> None:
+    async def start(self, metrics: BatchMetrics | None) -> None:
         vocab = self.codec.vocab
         self.scheduler = GenerationScheduler(
             self.graphs,

@@ -29,6 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "RNNSERVE_MODEL_REPOSITORY": str(MODELS),
         "RNNSERVE_DEVICE": "cpu",
         "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_SIZE": str(SENTIMENT_QUEUE),
+        # one serving process: the tests read its scheduler's counters and fill its queue through /models
+        "RNNSERVE_WORKERS": "1",
     }
     try:
         with running_service(env, log_path=log) as base:
