@@ -70,6 +70,24 @@ def split_by_length(lengths: Sequence[int], ratio: float = 2.0) -> list[list[int
     return groups
 
 
+def admission_refusal(
+    name: str, full: bool, max_queue_size: int, expected_wait_s: float, max_wait_s: float, unit: str
+) -> QueueFull | None:
+    """The 503 (with a ``Retry-After`` of the expected wait) for a full queue or a wait beyond
+    ``max_wait_s``; None when a request can be admitted. Shared by the batcher and the step scheduler."""
+    if full:
+        reason = f"queue of {name} is full ({max_queue_size} {unit})"
+    elif expected_wait_s > max_wait_s:
+        reason = (
+            f"{name} is overloaded: the work ahead is expected to take {expected_wait_s:.2f} s, "
+            f"beyond the {max_wait_s:g} s a request may wait"
+        )
+    else:
+        return None
+    retry_after = max(1, math.ceil(expected_wait_s))
+    return QueueFull(reason, limit=max_queue_size, headers={"Retry-After": str(retry_after)})
+
+
 @dataclass(eq=False)
 class _Pending:
     item: Any
@@ -164,17 +182,10 @@ class DynamicBatcher(Generic[T, R]):
 
     def refusal(self, items: int = 1) -> QueueFull | None:
         """The 503 a request of ``items`` would get now, or None if it would be admitted."""
-        if len(self._queue) + items > self.max_queue_size:
-            reason = f"queue of {self.name} is full ({self.max_queue_size} items)"
-        elif self.expected_wait_s() > self.max_queue_wait_s:
-            reason = (
-                f"{self.name} is overloaded: the queued work is expected to take "
-                f"{self.expected_wait_s():.2f} s, beyond the {self.max_queue_wait_s:g} s a request may wait"
-            )
-        else:
-            return None
-        retry_after = max(1, math.ceil(self.expected_wait_s()))
-        return QueueFull(reason, limit=self.max_queue_size, headers={"Retry-After": str(retry_after)})
+        full = len(self._queue) + items > self.max_queue_size
+        return admission_refusal(
+            self.name, full, self.max_queue_size, self.expected_wait_s(), self.max_queue_wait_s, "items"
+        )
 
     # -- submission ------------------------------------------------------------------------------
     async def submit(self, item: T, timeout: float | None = None) -> R:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -35,7 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.batching import split_by_length
+from service.batching import admission_refusal, split_by_length
 from service.errors import InferenceError, QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
 from service.sampling import BatchChooser, NextTokenChooser, SamplingParams, StoppingCriteria
@@ -223,17 +222,10 @@ class GenerationScheduler:
 
     def refusal(self) -> QueueFull | None:
         """The 503 a new request would get now (queue full, or its wait for a slot beyond the bound)."""
-        if len(self._pending) >= self.max_queue_size:
-            reason = f"queue of {self.name} is full ({self.max_queue_size} requests)"
-        elif self.expected_wait_s() > self.max_queue_wait_s:
-            reason = (
-                f"{self.name} is overloaded: a free generation slot is expected in "
-                f"{self.expected_wait_s():.2f} s, beyond the {self.max_queue_wait_s:g} s a request may wait"
-            )
-        else:
-            return None
-        retry_after = max(1, math.ceil(self.expected_wait_s()))
-        return QueueFull(reason, limit=self.max_queue_size, headers={"Retry-After": str(retry_after)})
+        full = len(self._pending) >= self.max_queue_size
+        return admission_refusal(
+            self.name, full, self.max_queue_size, self.expected_wait_s(), self.max_queue_wait_s, "requests"
+        )
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         if self._closing or self._thread is None:

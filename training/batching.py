@@ -46,3 +46,14 @@ class BucketedTraining:
 
     def num_train_batches(self) -> int:
         return -(-len(self.training_sequences()) // self.config.trainer.batch_size)
+
+
+class SplitsTraining(BucketedTraining):
+    """``BucketedTraining`` for a task that keeps each split as a tuple in ``self.splits`` whose first
+    entry holds the examples' id sequences; dev and test are evaluated when they were read."""
+
+    def training_sequences(self) -> Sequence[Sequence[int]]:
+        return self.splits["train"][0]
+
+    def eval_splits(self) -> list[str]:
+        return [s for s in ("dev", "test") if s in self.splits]

@@ -62,6 +62,7 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
         "RNNSERVE_DEVICE": "cpu",
         "RNNSERVE_WORKERS": "2",
         "RNNSERVE_BATCHING__SENTIMENT__MAX_BATCH_SIZE": "1",
+        "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_WAIT_S": "600",  # admit the whole backlog
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "service"],

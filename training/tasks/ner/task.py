@@ -31,7 +31,7 @@ from service.tasks.ner.contract import (
     WORD_IDS,
 )
 from service.text import Vocab, WordTokenizer
-from training.batching import BucketedTraining, sorted_batches
+from training.batching import SplitsTraining, sorted_batches
 from training.config import ConfigError
 from training.distillation import label_order, load_teacher
 from training.export import (
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 @register_task
-class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
+class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
     name = "ner"
     config_class = NerConfig
     selection_metric = "f1"
@@ -161,12 +161,6 @@ class NerTask(BucketedTraining, SingleGraphExport, TrainingTask):
                 soft[row, : len(self.soft_targets[i])] = self.soft_targets[i]
             batch["soft"] = torch.from_numpy(soft)
         return batch
-
-    def training_sequences(self) -> list[list[int]]:
-        return self.splits["train"][0]
-
-    def eval_splits(self) -> list[str]:
-        return [s for s in ("dev", "test") if s in self.splits]
 
     # --- model ------------------------------------------------------------------------------------------
     def model_args(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
-from training.batching import BucketedTraining, sorted_batches
+from training.batching import SplitsTraining, sorted_batches
 from training.distillation import label_order, load_teacher, mixed_loss
 from training.export import (
     export_onnx,
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 @register_task
-class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
+class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
     name = "sentiment"
     config_class = SentimentConfig
     selection_metric = "accuracy"
@@ -119,12 +119,6 @@ class SentimentTask(BucketedTraining, SingleGraphExport, TrainingTask):
 
     def _distilled(self, split: str) -> bool:
         return split == "train" and self.soft_targets is not None
-
-    def training_sequences(self) -> list[list[int]]:
-        return self.splits["train"][0]
-
-    def eval_splits(self) -> list[str]:
-        return [s for s in ("dev", "test") if s in self.splits]
 
     # --- model ------------------------------------------------------------------------------------------
     def model_args(self) -> dict[str, Any]:
