@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -13,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.service.live import start_service
 
 
 def free_port() -> int:
@@ -23,36 +23,17 @@ def free_port() -> int:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_finishes_in_flight_requests_then_exits(tiny_repo: Path):
-    port = free_port()
     env = {
-        **os.environ,
         "RNNSERVE_MODEL_REPOSITORY": str(tiny_repo),
-        "RNNSERVE_PORT": str(port),
         "RNNSERVE_DEVICE": "cpu",
         "RNNSERVE_LOG_FORMAT": "json",
         "RNNSERVE_BATCHING__SENTIMENT__MAX_BATCH_SIZE": "1",
         "RNNSERVE_WORKERS": "1",  # one process's queue counts below (test_workers.py drains several)
         "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_WAIT_S": "600",  # admit the whole backlog
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_service(env)
+    deadline = time.monotonic() + 60
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
-            time.sleep(0.05)
-
         heavy = {"texts": ["the plot was good and the acting was very dull " * 100] * 64}
         finished: list[tuple[int, float]] = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.bench.server import free_port, process_tree
+from loadtest.bench.server import process_tree
 from service.workers import WorkerGroup
+from tests.service.live import start_service
 
 
 def test_the_group_is_ready_only_when_every_expected_process_is(tmp_path: Path) -> None:
@@ -54,34 +54,15 @@ def _requests_total(metrics: str, endpoint: str) -> float:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and /proc")
 def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path) -> None:
-    port = free_port()
     env = {
-        **os.environ,
         "RNNSERVE_MODEL_REPOSITORY": str(tiny_repo),
-        "RNNSERVE_PORT": str(port),
         "RNNSERVE_DEVICE": "cpu",
         "RNNSERVE_WORKERS": "2",
         "RNNSERVE_BATCHING__SENTIMENT__MAX_BATCH_SIZE": "1",
         "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_WAIT_S": "600",  # admit the whole backlog
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_service(env)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
-            time.sleep(0.1)
         assert len(process_tree(server.pid)) >= 3  # the supervisor and two serving processes
 
         with httpx.Client(base_url=base) as client:  # new connections spread over the processes
@@ -122,22 +103,10 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
 
 @pytest.mark.skipif(sys.platform != "linux", reason="prctl(PR_SET_PDEATHSIG)")
 def test_serving_processes_exit_when_their_supervisor_is_killed(tiny_repo: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "RNNSERVE_MODEL_REPOSITORY": str(tiny_repo), "RNNSERVE_PORT": str(port)}
+    env = {"RNNSERVE_MODEL_REPOSITORY": str(tiny_repo)}
     env |= {"RNNSERVE_DEVICE": "cpu", "RNNSERVE_WORKERS": "2"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    server, _ = start_service(env, capture=False)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
-            time.sleep(0.1)
         workers = [pid for pid in process_tree(server.pid) if pid != server.pid]
         assert workers
         server.kill()  # SIGKILL: the supervisor cannot stop its workers itself
