@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from loadtest.bench.http_load import run_load
 from loadtest.bench.report import markdown_table, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from loadtest.bench_sentiment import machine
@@ -39,19 +38,10 @@ def generate_bodies(tokens: int = 200) -> list[dict]:
     return [{"prompt": prompt, "max_new_tokens": tokens, "seed": i} for i, prompt in enumerate(prompts)]
 
 
-def load(url: str, bodies: Path, clients: int, duration: float, warmup: float) -> dict:
-    cmd = [sys.executable, "-m", "loadtest.bench.http_load", "--url", url, "--bodies", str(bodies)]
-    cmd += ["--concurrency", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
-    done = subprocess.run(
-        cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=duration + 180
-    )
-    return json.loads(done.stdout)
-
-
 def measured(service, url: str, bodies: Path, clients: int, duration: float, warmup: float) -> dict:
     """One run with the server's CPU over it (seconds per measured second, warm-up excluded pro rata)."""
     cpu_before = service.cpu_seconds()
-    run = load(url, bodies, clients, duration, warmup)
+    run = run_load(url, bodies, clients, duration, warmup)
     run["server_cpu_s_per_s"] = (service.cpu_seconds() - cpu_before) / (duration + warmup)
     run["clients"] = clients
     run["goodput"] = run["rps"]

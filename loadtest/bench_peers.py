@@ -40,7 +40,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
 from loadtest.bench.report import markdown_table, replace_section
 from loadtest.bench.server import REPO_ROOT
@@ -298,28 +298,6 @@ def render(info: dict) -> str:
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def run_load(url: str, bodies: Path, clients: int, seconds: float, warmup: float) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "loadtest.bench.http_load",
-        "--url",
-        url,
-        "--bodies",
-        str(bodies),
-        "--concurrency",
-        str(clients),
-        "--duration",
-        str(seconds),
-        "--warmup",
-        str(warmup),
-    ]
-    done = subprocess.run(
-        cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=seconds + 120
-    )
-    return json.loads(done.stdout)
 
 
 def measure(server: Server, bodies: Path, clients: int, seconds: float, warmup: float) -> dict:

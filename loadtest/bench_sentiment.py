@@ -16,12 +16,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
 from loadtest.bench.report import markdown_table, median_of, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
@@ -72,28 +72,6 @@ class InProcessOrt:
                 n += 1
             out[batch] = n * batch / (time.perf_counter() - t0)
         return out
-
-
-def load(base: str, bodies: Path, concurrency: int, duration: float, warmup: float) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "loadtest.bench.http_load",
-        "--url",
-        f"{base}/sentiment",
-        "--bodies",
-        str(bodies),
-        "--concurrency",
-        str(concurrency),
-        "--duration",
-        str(duration),
-        "--warmup",
-        str(warmup),
-    ]
-    done = subprocess.run(
-        cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=duration + 120
-    )
-    return json.loads(done.stdout)
 
 
 def machine() -> str:
@@ -162,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             for clients in (args.clients, 1):
                 for c, base in bases.items():
                     cpu_before = base.cpu_seconds()
-                    r = load(base, bodies, clients, args.duration, args.warmup)
+                    r = run_load(f"{base}/sentiment", bodies, clients, args.duration, args.warmup)
                     # server CPU per request over warm-up and measurement: robust to other processes' load
                     served = r["requests"] * (args.duration + args.warmup) / args.duration
                     r["server_cpu_us"] = (base.cpu_seconds() - cpu_before) / max(served, 1) * 1e6

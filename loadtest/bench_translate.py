@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtest.bench.http_load import run_load
 from loadtest.bench.report import markdown_table, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 
@@ -122,13 +122,7 @@ def http_bodies(sentences: Sequence[str], beam: int) -> str:
 
 
 def http_rate(base: str, bodies: Path, clients: int, duration: float, warmup: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "loadtest.bench.http_load", "--url", f"{base}/translate"]
-    cmd += ["--bodies", str(bodies), "--concurrency", str(clients)]
-    cmd += ["--duration", str(duration), "--warmup", str(warmup)]
-    done = subprocess.run(
-        cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=duration + warmup + 120
-    )
-    return json.loads(done.stdout)
+    return run_load(f"{base}/translate", bodies, clients, duration, warmup)
 
 
 def single_model_repository(models: Path, name: str, tmp: Path) -> Path:

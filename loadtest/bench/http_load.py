@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -150,6 +153,17 @@ async def run_load_async(
         **{f"ok_{k}": v for k, v in percentiles(ok_latencies).items()},
         "rejections_without_retry_after": len(missing_retry_after),
     }
+
+
+def run_load(url: str, bodies: Path, clients: int, duration: float, warmup: float) -> dict:
+    """Runs this generator in a process of its own (so it shares no interpreter with the caller or the
+    server) and returns its result: ``clients`` closed-loop clients posting ``bodies`` (JSONL) to ``url``."""
+    cmd = [sys.executable, "-m", "loadtest.bench.http_load", "--url", url, "--bodies", str(bodies)]
+    cmd += ["--concurrency", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
+    done = subprocess.run(
+        cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=duration + warmup + 120
+    )
+    return json.loads(done.stdout)
 
 
 def main(argv: list[str] | None = None) -> None:
