@@ -42,7 +42,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from loadtest.bench.server import REPO_ROOT, process_tree, running_service
+from loadtest.bench.procs import ProcessTree
+from loadtest.bench.server import REPO_ROOT, running_service
 from loadtest.contract import ENDPOINTS, Check, served_endpoints
 
 HERE = Path(__file__).resolve().parent
@@ -252,7 +253,7 @@ def process_stats(pid: int | None) -> dict[str, float]:
         return out
     totals = {"rss_mb": 0.0, "open_files": 0.0, "threads": 0.0}
     seen = False
-    for member in process_tree(pid):
+    for member in ProcessTree(pid).pids():
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from loadtest.bench.procs import ProcessTree
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,33 +45,7 @@ class Service(str):
     def cpu_seconds(self) -> float:
         """User + system CPU time the server's processes (the supervisor and its serving processes) have
         used so far (Linux ``/proc``)."""
-        return sum(process_cpu_seconds(pid) for pid in process_tree(self.pid))
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one live process, in seconds (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants (Linux ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
+        return ProcessTree(self.pid).cpu_seconds()
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 Every server answers ``POST <url>`` with ``{"text": ...}`` by the body ``POST /sentiment`` answers
 (``{"model": ..., "results": [{"label", "score", "scores"}]}``), so one load generator, one body file and
 one parity check serve all of them. CPU time is that of the server's whole process tree
-(``loadtest.peers.procs``).
+(``loadtest.bench.procs``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.bench.procs import ProcessTree, descendants, read_all, start_time
 from loadtest.bench.server import REPO_ROOT, free_port, running_service
 from loadtest.peers.install import PEERS
-from loadtest.peers.procs import ProcessTree, descendants, read_all, start_time
 
 
 @dataclass

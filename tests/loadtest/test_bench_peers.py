@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.bench import procs
+from loadtest.bench.procs import ProcessTree, ProcStat, descendants, parse_stat, tree_by_name, tree_ticks
 from loadtest.bench_peers import (
     compare_answers,
     cpu_us_per_request,
@@ -25,8 +27,7 @@ from loadtest.bench_peers import (
     rotated,
     select_texts,
 )
-from loadtest.peers import install, procs
-from loadtest.peers.procs import ProcessTree, ProcStat, descendants, parse_stat, tree_by_name, tree_ticks
+from loadtest.peers import install
 from loadtest.peers.servers import (
     RAY_ENV,
     TORCHSERVE_LOG4J2,

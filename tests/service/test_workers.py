@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.bench.server import process_tree
+from loadtest.bench.procs import ProcessTree
 from service.workers import WorkerGroup
 from tests.service.live import start_service
 
@@ -63,7 +63,7 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
     }
     server, base = start_service(env)
     try:
-        assert len(process_tree(server.pid)) >= 3  # the supervisor and two serving processes
+        assert ProcessTree(server.pid).processes() >= 3  # the supervisor and two serving processes
 
         with httpx.Client(base_url=base) as client:  # new connections spread over the processes
             for _ in range(40):
@@ -107,7 +107,7 @@ def test_serving_processes_exit_when_their_supervisor_is_killed(tiny_repo: Path)
     env |= {"RNNSERVE_DEVICE": "cpu", "RNNSERVE_WORKERS": "2"}
     server, _ = start_service(env, capture=False)
     try:
-        workers = [pid for pid in process_tree(server.pid) if pid != server.pid]
+        workers = ProcessTree(server.pid).pids() - {server.pid}
         assert workers
         server.kill()  # SIGKILL: the supervisor cannot stop its workers itself
         server.wait(10)

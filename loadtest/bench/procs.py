@@ -92,8 +92,12 @@ class ProcessTree:
     def cpu_seconds(self) -> float:
         return tree_ticks(read_all(self.proc), self.roots) / self.hz
 
+    def pids(self) -> set[int]:
+        """The live processes of the tree, roots included."""
+        return descendants(read_all(self.proc), self.roots)
+
     def processes(self) -> int:
-        return len(descendants(read_all(self.proc), self.roots))
+        return len(self.pids())
 
     def by_name(self) -> dict[str, float]:
         """CPU seconds so far per process name (one reading of ``/proc``; their sum is ``cpu_seconds``)."""
