@@ -56,7 +56,41 @@ async def _one(client, body: dict, stream: bool) -> tuple[float, float | None, i
     return time.perf_counter() - started, first, tokens
 
 
-async def _load(base: str, prompts: list[str], clients: int, stream: bool, warmup: float, duration: float):
+async def _one_openai(client, body: dict, model: str) -> tuple[float, float | None, int]:
+    """The same request as a streamed ``/v1/completions`` call (tokens from its ``usage`` chunk)."""
+    started = time.perf_counter()
+    payload = {
+        "model": model,
+        "prompt": body["prompt"],
+        "max_tokens": body["max_new_tokens"],
+        "temperature": body["temperature"],
+        "seed": body["seed"],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    first, tokens = None, 0
+    async with client.stream("POST", "/v1/completions", json=payload) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            if first is None:
+                first = time.perf_counter() - started
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return time.perf_counter() - started, first, tokens
+
+
+async def _load(
+    base: str,
+    prompts: list[str],
+    clients: int,
+    stream: bool,
+    warmup: float,
+    duration: float,
+    openai_model: str | None = None,
+):
     import httpx
 
     start = time.perf_counter()
@@ -76,7 +110,10 @@ async def _load(base: str, prompts: list[str], clients: int, stream: bool, warmu
             }
             n += 1
             try:
-                seconds, ttft, tokens = await _one(client, body, stream)
+                if openai_model:
+                    seconds, ttft, tokens = await _one_openai(client, body, openai_model)
+                else:
+                    seconds, ttft, tokens = await _one(client, body, stream)
             except httpx.HTTPError:
                 errors += 1
                 continue
@@ -107,15 +144,23 @@ async def _load(base: str, prompts: list[str], clients: int, stream: bool, warmu
 
 
 def run_load(
-    base: str, prompts_file: Path, clients: int, stream: bool, warmup: float, duration: float, pid: int = 0
+    base: str,
+    prompts_file: Path,
+    clients: int,
+    stream: bool,
+    warmup: float,
+    duration: float,
+    pid: int = 0,
+    openai_model: str | None = None,
 ):
     """One scenario in a separate load-generator process; with the server's ``pid``, also the server's CPU
     seconds over the whole run and its generated tokens per CPU second (a figure the machine's background
-    load does not skew much)."""
+    load does not skew much). With ``openai_model`` the same requests go, streamed, to ``/v1/completions``."""
     cpu_before = Service(base, pid).cpu_seconds() if pid else 0.0
     cmd = [sys.executable, "-m", "loadtest.bench_generate", "--load", base, "--prompts", str(prompts_file)]
     cmd += ["--clients", str(clients), "--warmup", str(warmup), "--duration", str(duration)]
     cmd += ["--stream"] if stream else []
+    cmd += ["--openai-model", openai_model] if openai_model else []
     done = subprocess.run(
         cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=warmup + duration + 180, check=False
     )
@@ -258,11 +303,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompts", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--openai-model", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.load:
         prompts = json.loads(args.prompts.read_text())
-        result = asyncio.run(_load(args.load, prompts, args.clients, args.stream, args.warmup, args.duration))
+        result = asyncio.run(
+            _load(
+                args.load, prompts, args.clients, args.stream, args.warmup, args.duration, args.openai_model
+            )
+        )
         print(json.dumps(result))
         return
 

@@ -94,6 +94,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         typical_s=330,
     ),
     Benchmark(
+        "protocols",
+        "loadtest.bench_protocols",
+        quick_args=("--duration", "3", "--warmup", "1", "--repeats", "1"),
+        typical_s=150,
+    ),
+    Benchmark(
         "loadtest-mix",
         "loadtest.loadrun",
         args=("--run-time", "60s", "--users", "16"),
