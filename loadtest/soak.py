@@ -3,6 +3,7 @@
     python -m loadtest.soak --minutes 30                        # starts python -m service on models/
     python -m loadtest.soak --minutes 30 --rate 40              # a known rate: no capacity ramp
     python -m loadtest.soak --host http://127.0.0.1:8000 --pid 1234 --minutes 30
+    python -m loadtest.soak --minutes 30 --doc docs/benchmarks.md    # also its section there + the plot
 
 1. Capacity (unless ``--rate``): a closed-loop ramp (1, 2, 4, ... clients sending back to back,
    ``--ramp-step-s`` each) finds the highest rate of correct answers; the soak runs at ``--load`` (0.7)
@@ -17,6 +18,8 @@
 4. The summary checks the bars: 0 errors; RSS growth over the last 20 minutes at most 5 %; p99 of the
    last 5 minutes at most 1.5 x that of the first 5. For runs shorter than 30 minutes the windows
    scale with the run (the last 2/3 and the first and last 1/6). Exit status 1 when a bar is missed.
+   With ``--doc`` the summary rewrites the ``soak`` section of that file and the plot is copied to
+   ``images/soak.png`` beside it.
 
 Standard library, numpy and matplotlib (the ``train`` extra) only; the HTTP client is a few lines of
 asyncio (as ``bench/http_load.py``), so the load generator costs the server little CPU.
@@ -519,7 +522,42 @@ def run(args: argparse.Namespace, base: str, pid: int | None) -> int:
         print(f"  {'PASS' if bar.ok else 'FAIL'}  {bar.name}: {bar.value}")
     for error, count in sorted(result.errors.items(), key=lambda kv: -kv[1])[:10]:
         print(f"    {count} x {error}")
+    if args.doc is not None:
+        write_doc(args, rate, result, bars)
     return 0 if all(bar.ok for bar in bars) else 1
+
+
+def write_doc(args: argparse.Namespace, rate: float, result: Soak, bars: list[Bar]) -> None:
+    """The ``soak`` section of ``args.doc`` (command, machine, rate, bars) and the plot beside it."""
+    from loadtest.bench.report import markdown_table, replace_section
+    from loadtest.bench_sentiment import machine
+
+    image = args.doc.parent / "images" / "soak.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes((args.out / "soak.png").read_bytes())
+    answered = sum(1 for o in result.outcomes if o.error is None)
+    command = "python -m loadtest.soak " + " ".join(args.argv if args.argv is not None else sys.argv[1:])
+    text = "\n".join(
+        [
+            f"{result.duration_s / 60:g} minutes at {rate:.1f} requests/s ({args.load:.0%} of the capacity"
+            f" the ramp measured unless `--rate` was given): {len(result.outcomes)} requests, {answered}"
+            f" answered correctly. Machine: {machine()}; load average {args.load_before:.2f} before and"
+            f" {os.getloadavg()[0]:.2f} after. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+            " with:",
+            "",
+            "```bash",
+            command.strip(),
+            "```",
+            "",
+            markdown_table(
+                ["bar", "measured", "met"], [[b.name, b.value, "yes" if b.ok else "**no**"] for b in bars]
+            ),
+            "",
+            "![soak: latency, memory, open files, threads and answers over time]"
+            f"({image.relative_to(args.doc.parent)})",
+        ]
+    )
+    replace_section(args.doc, "soak", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -540,12 +578,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, default=HERE / "reports" / "soak", help="folder for soak.csv and soak.png"
     )
+    p.add_argument("--doc", type=Path, help="a markdown file whose `soak` section gets the summary")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-in-flight", type=int, default=512, help="beyond this many waiting requests: errors")
     p.add_argument(
         "--timeout-s", type=float, default=60.0, help="a request without an answer by then is an error"
     )
     args = p.parse_args(argv)
+    args.argv, args.load_before = argv, os.getloadavg()[0]
     if args.minutes <= 0 or (args.rate is not None and args.rate <= 0) or args.sample_s <= 0:
         p.error("--minutes, --rate and --sample-s must be positive")
     if args.host:

@@ -50,6 +50,7 @@ def test_a_short_soak_of_the_real_server(tmp_path):
     command = [
         *(sys.executable, "-m", "loadtest.soak", "--minutes", "0.3", "--sample-s", "3"),
         *("--ramp-step-s", "1.5", "--max-clients", "4", "--models", str(models), "--out", str(out)),
+        *("--doc", str(tmp_path / "docs" / "benchmarks.md")),
     ]
     run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     printed = run.stdout + run.stderr
@@ -68,3 +69,7 @@ def test_a_short_soak_of_the_real_server(tmp_path):
     assert sum(int(r["requests"]) for r in rows) > 20 and sum(int(r["errors"]) for r in rows) == 0
     png = (out / "soak.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    doc = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert "<!-- soak:start -->" in doc and "python -m loadtest.soak --minutes 0.3" in doc
+    assert "](images/soak.png)" in doc and (tmp_path / "docs" / "images" / "soak.png").read_bytes() == png
+    assert doc.count("| yes |") + doc.count("| **no** |") == 3
