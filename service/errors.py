@@ -117,7 +117,10 @@ def public_message(message: str) -> str:
         last = [line for line in tail.splitlines() if line.strip()]
         text = head + (" " + last[-1] if last else "")
     text = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    text = _PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("/\\"))[-1], text)
+    # the regex only where a path can be (two separators): it is the slow part of every error answer,
+    # and the service's own messages (a refusal under overload, thousands a second) have none
+    if text.count("/") + text.count("\\") >= 2:
+        text = _PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("/\\"))[-1], text)
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
