@@ -12,8 +12,8 @@ one that fails or runs out of time does not stop the others.
     python -m loadtest.run_benchmarks --list
     python -m loadtest.run_benchmarks --only peers    # opt-in benchmarks run only when named
 
-Opt-in benchmarks (``opt_in=True``: the comparison with TorchServe and Ray Serve, which installs them) are
-not part of a default run or of its budget.
+Opt-in benchmarks (``opt_in=True``: the comparison with TorchServe and Ray Serve, which installs them, and
+replicas behind nginx, which needs the system's nginx) are not part of a default run or of its budget.
 
 Exit status 1 when a benchmark failed or ran out of time.
 """
@@ -112,6 +112,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "loadtest.bench_peers",
         quick_args=("--seconds", "3", "--warmup", "1", "--rounds", "1", "--clients", "1", "64"),
         typical_s=1100,
+        opt_in=True,
+    ),
+    # Needs the system's nginx; rewrites its section of docs/deployment.md (--write-docs), not ours.
+    Benchmark(
+        "failover",
+        "loadtest.bench_failover",
+        args=("--write-docs",),
+        quick_args=("--write-docs", "--seconds", "20", "--after-restart-s", "8"),
+        typical_s=90,
+        writes_section=False,
         opt_in=True,
     ),
 )

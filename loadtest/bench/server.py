@@ -1,4 +1,8 @@
-"""Starts ``python -m service`` in a subprocess with settings overrides, waits until ready, stops it."""
+"""Starts ``python -m service`` in a subprocess with settings overrides, waits until ready, stops it.
+
+``running_service`` is the one-server case; ``start_service``/``wait_ready``/``stop_service`` are its
+steps, for callers that run several servers (replicas on ports of their own) and signal or restart them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from loadtest.bench.procs import ProcessTree
 
@@ -33,14 +38,29 @@ def _ready(base: str) -> bool:
 
 
 class Service(str):
-    """The base URL (``http://127.0.0.1:PORT``) of a running service, with its process id."""
+    """The base URL (``http://127.0.0.1:PORT``) of a running service, with its process id (and, when
+    started here, its process and log file)."""
 
     pid: int
+    process: subprocess.Popen | None
+    log_path: Path | None
+    _log: IO | None
 
-    def __new__(cls, base: str, pid: int) -> Service:
+    def __new__(
+        cls,
+        base: str,
+        pid: int,
+        process: subprocess.Popen | None = None,
+        log_path: Path | None = None,
+        log: IO | None = None,
+    ) -> Service:
         obj = super().__new__(cls, base)
-        obj.pid = pid
+        obj.pid, obj.process, obj.log_path, obj._log = pid, process, log_path, log
         return obj
+
+    @property
+    def port(self) -> int:
+        return int(self.rsplit(":", 1)[1])
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server's processes (the supervisor and its serving processes) have
@@ -48,12 +68,9 @@ class Service(str):
         return ProcessTree(self.pid).cpu_seconds()
 
 
-@contextmanager
-def running_service(
-    env: dict[str, str], log_path: Path | None = None, timeout: float = 120
-) -> Iterator[Service]:
-    """Yields a ready service (its base URL, as a ``str``); ``env`` adds ``RNNSERVE_*`` values."""
-    port = free_port()
+def start_service(env: dict[str, str], log_path: Path | None = None, port: int | None = None) -> Service:
+    """Starts ``python -m service`` on 127.0.0.1 (``port``, else a free one) without waiting for it."""
+    port = port or free_port()
     full_env = {
         **os.environ,
         "RNNSERVE_HOST": "127.0.0.1",
@@ -61,23 +78,49 @@ def running_service(
         "RNNSERVE_ACCESS_LOG": "false",
         **env,
     }
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    log = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed by stop_service
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=full_env, stdout=log, stderr=log
+        [sys.executable, "-m", "service"],
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdout=log or subprocess.DEVNULL,
+        stderr=log or subprocess.DEVNULL,
     )
-    base = Service(f"http://127.0.0.1:{port}", proc.pid)
-    try:
-        deadline = time.monotonic() + timeout
-        while not _ready(base):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not become ready (see {log_path})")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    return Service(f"http://127.0.0.1:{port}", proc.pid, proc, log_path, log)
+
+
+def wait_ready(service: Service, timeout: float = 120) -> None:
+    """Returns once ``/ready`` answers 200; raises when the process exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while not _ready(service):
+        exited = service.process is not None and service.process.poll() is not None
+        if exited or time.monotonic() > deadline:
+            raise RuntimeError(f"service {service} did not become ready (see {service.log_path})")
+        time.sleep(0.1)
+
+
+def stop_service(service: Service, grace_s: float = 30) -> None:
+    """SIGTERM (the service drains), SIGKILL after ``grace_s``; a process already gone is only reaped."""
+    if service.process is not None:
+        if service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            service.process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        if log_path:
-            log.close()
+            service.process.kill()
+            service.process.wait()
+    if service._log is not None:
+        service._log.close()
+
+
+@contextmanager
+def running_service(
+    env: dict[str, str], log_path: Path | None = None, timeout: float = 120
+) -> Iterator[Service]:
+    """Yields a ready service (its base URL, as a ``str``); ``env`` adds ``RNNSERVE_*`` values."""
+    service = start_service(env, log_path)
+    try:
+        wait_ready(service, timeout)
+        yield service
+    finally:
+        stop_service(service)
