@@ -27,6 +27,9 @@ wait) is raised at once, before anything is queued. ``refusal()`` answers the sa
 request is parsed, so a server can refuse without reading the body. Items whose caller has gone (timeout,
 cancellation, client disconnect) are dropped from the queue instead of computed.
 
+A model call running longer than ``stall_after_s`` is a stall (``service.watchdog``): the items queued
+behind it fail at once with 503, and new requests are refused with 503 until the call returns.
+
 Step-level batching (generation) needs a different loop, but can reuse ``split_by_length`` and the
 ``BatchMetrics`` hooks.
 """
@@ -46,6 +49,7 @@ from typing import Any, Generic, TypeVar
 
 from service.errors import QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
+from service.watchdog import CallWatch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -106,6 +110,7 @@ class DynamicBatcher(Generic[T, R]):
         max_queue_size: int = 1024,
         metrics: BatchMetrics | None = None,
         max_queue_wait_s: float = float("inf"),
+        stall_after_s: float = float("inf"),
     ):
         if max_batch_size < 1 or max_queue_size < 1:
             raise ValueError("max_batch_size and max_queue_size must be >= 1")
@@ -116,6 +121,7 @@ class DynamicBatcher(Generic[T, R]):
         self.max_queue_size = max_queue_size
         self.metrics = metrics
         self.max_queue_wait_s = max_queue_wait_s
+        self.watch = CallWatch(name, stall_after_s)
         self.cost_per_item_s = 0.0  # moving average of model time per item (0 until the first batch)
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
@@ -181,7 +187,8 @@ class DynamicBatcher(Generic[T, R]):
         return (len(self._queue) + self._in_flight + extra_items) * self.cost_per_item_s
 
     def refusal(self, items: int = 1) -> QueueFull | None:
-        """The 503 a request of ``items`` would get now, or None if it would be admitted."""
+        """The 503 a request of ``items`` would get now for lack of room (a full queue, a wait beyond the
+        bound), or None if it would be admitted. (A stalled model is refused at submission.)"""
         full = len(self._queue) + items > self.max_queue_size
         return admission_refusal(
             self.name, full, self.max_queue_size, self.expected_wait_s(), self.max_queue_wait_s, "items"
@@ -195,7 +202,7 @@ class DynamicBatcher(Generic[T, R]):
         """Queues all items or none; returns their results in order, or raises the first item error."""
         if self._closing or self._collector is None:
             raise ShuttingDown(f"model {self.name} is not accepting requests")
-        refusal = self.refusal(len(items))
+        refusal = self.watch.refusal() or self.refusal(len(items))
         if refusal is not None:
             raise refusal
         loop = asyncio.get_running_loop()
@@ -278,7 +285,7 @@ class DynamicBatcher(Generic[T, R]):
                 self.metrics.queue_wait.observe(started - p.enqueued)
         try:
             try:
-                results = await loop.run_in_executor(self._executor, self._call, items)
+                results = await self._watched(loop.run_in_executor(self._executor, self._call, items))
             except Exception as exc:
                 if len(items) == 1:
                     results = [exc]
@@ -289,7 +296,9 @@ class DynamicBatcher(Generic[T, R]):
                         len(items),
                         exc,
                     )
-                    results = await loop.run_in_executor(self._executor, self._call_each, items)
+                    results = await self._watched(
+                        loop.run_in_executor(self._executor, self._call_each, items)
+                    )
             for p, result in zip(batch, results, strict=True):
                 if p.future.done():
                     continue
@@ -305,13 +314,33 @@ class DynamicBatcher(Generic[T, R]):
             self._slots.release()
             self._signal_if_idle()
 
+    async def _watched(self, call: asyncio.Future) -> Any:
+        """Awaits a model call; once it runs past ``stall_after_s`` the items queued behind it fail at
+        once (503) rather than each at its own deadline, and new requests are refused until it returns."""
+        stall_after = self.watch.stall_after_s
+        if math.isfinite(stall_after):
+            done, _ = await asyncio.wait({call}, timeout=stall_after)
+            if not done:
+                log.error(
+                    "batcher %s: a model call has been running for more than %g s; model unready until it"
+                    " returns, failing %d queued items",
+                    self.name,
+                    stall_after,
+                    len(self._queue),
+                )
+                self._fail_queued(
+                    self.watch.unavailable(f"a model call has been running for more than {stall_after:g} s")
+                )
+        return await call
+
     def _signal_if_idle(self) -> None:
         if not self._queue and not self._in_flight:
             self._idle.set()
 
     def _call(self, items: list[Any]) -> Sequence[Any]:
         started = time.perf_counter()
-        results = self.fn(items)
+        with self.watch.timing():
+            results = self.fn(items)
         elapsed = time.perf_counter() - started
         per_item = elapsed / len(items)
         # a short memory (about 10 batches), so the estimate follows the batch sizes that load brings

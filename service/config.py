@@ -44,6 +44,12 @@ class BatchingConfig(BaseModel):
         description="admission: a request is refused at once (503 + Retry-After) when the work queued ahead"
         " of it is expected to take longer than this (measured cost per item × items queued)",
     )
+    stall_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="a model call running longer than this is stuck: the model is unready (/ready says why),"
+        " requests queued behind it and new ones get 503 until the call returns",
+    )
     step_prefill_max_tokens: int = Field(
         64,
         ge=0,
@@ -115,6 +121,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="model name -> version; else the newest version"
     )
     warmup: bool = True
+    model_control: Literal["none", "poll", "explicit"] = Field(
+        "none",
+        description="after start-up: none (the repository is read once), poll (re-scanned every "
+        "model_poll_interval_s; changed models are reloaded and switched in) or explicit (the "
+        "/v2/repository load and unload routes)",
+    )
+    model_poll_interval_s: float = Field(
+        5.0, gt=0, allow_inf_nan=False, description="poll mode: seconds between two scans of the repository"
+    )
     gc_freeze: bool = Field(
         True, description="after loading, exempt the start-up heap from garbage collection"
     )

@@ -1,8 +1,10 @@
 """The app factory: ``create_app(settings) -> FastAPI``.
 
 Start-up scans the model repository (cheap) and loads the models in a background task, so ``/health``
-answers at once and ``/ready`` turns 200 when every task's default model is warm. Shutdown (uvicorn
-stops accepting and waits for in-flight requests on SIGTERM) then drains every batcher.
+answers at once and ``/ready`` turns 200 when every task's default model is warm; then the model-control
+loop (``service.model_control``: poll the repository, or follow other processes' load and unload orders)
+runs until shutdown. Shutdown (uvicorn stops accepting and waits for in-flight requests on SIGTERM)
+stops that loop, then drains every batcher.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from service.config import Settings, get_settings
 from service.logs import configure_logging, flush_logs
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
+from service.model_control import ModelControl
 from service.plugin import TaskPlugin
+from service.protocols.v2 import repository as v2_repository
 from service.protocols.v2 import routes as v2
 from service.repository import ModelRepository
 from service.ui import routes as ui
@@ -64,13 +68,14 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository.scan()
+        await control.prepare()
         app.state.loading = asyncio.create_task(_load(repository, settings), name="load-models")
+        app.state.controlling = asyncio.create_task(control.run(app.state.loading), name="model-control")
+        app.state.watching = asyncio.create_task(repository.watch_faults(), name="watch-faults")
         yield
         log.info("shutting down: draining batch queues")
-        if not app.state.loading.done():
-            app.state.loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await app.state.loading
+        for task in (app.state.watching, app.state.controlling, app.state.loading):
+            await _cancel(task)
         repository.workers.withdraw()  # the other processes stop counting this one as ready
         await repository.close(drain=True, timeout=settings.shutdown_timeout_s)
         metrics.close()
@@ -84,9 +89,11 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         lifespan=lifespan,
         **_telemetry_options(settings.opentelemetry),
     )
+    control = ModelControl(repository, settings, on_change=lambda: setattr(app, "openapi_schema", None))
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.repository = repository
+    app.state.control = control
     install_error_handlers(app)
     # Middleware added last runs first: request id, body limit and access log; CORS; API keys; admission.
     app.add_middleware(AdmissionMiddleware, repository=repository, task_paths=_task_paths(plugins))
@@ -111,12 +118,20 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     app.include_router(models.router)
     app.include_router(ui.router)
     app.include_router(v2.router)
+    app.include_router(v2_repository.router)
     for plugin in plugins:
         for router in (plugin.router, *plugin.routers):
             if router is not None:
                 app.include_router(router)
     install_openapi(app, settings, repository, auth=bool(api_keys), model_limits=limits_models(api_keys))
     return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_worker_app() -> FastAPI:

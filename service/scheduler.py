@@ -38,6 +38,7 @@ from service.batching import admission_refusal, split_by_length
 from service.errors import InferenceError, QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
 from service.sampling import BatchChooser, NextTokenChooser, SamplingParams, StoppingCriteria
+from service.watchdog import CallWatch
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class GenerationScheduler:
         step_prefill_max_tokens: int = 64,
         banned_ids: Sequence[int] = (),
         metrics: BatchMetrics | None = None,
+        stall_after_s: float = float("inf"),
     ):
         self.graphs = graphs
         self._vocab_text = list(vocab_text)  # token id -> the text it adds ("" for special tokens)
@@ -158,6 +160,7 @@ class GenerationScheduler:
         self.step_prefill_max_tokens = step_prefill_max_tokens
         self.banned_ids = list(banned_ids)
         self.metrics = metrics
+        self.watch = CallWatch(name, stall_after_s)  # a stuck graph call makes the model unready
         self._pending: deque[GenerationRequest] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -221,7 +224,8 @@ class GenerationScheduler:
         return (1 + waiting // self.max_batch_size) * self.generation_s
 
     def refusal(self) -> QueueFull | None:
-        """The 503 a new request would get now (queue full, or its wait for a slot beyond the bound)."""
+        """The 503 a new request would get now for lack of room (a full queue, or its wait for a slot
+        beyond the bound). (A stuck graph call is refused at submission.)"""
         full = len(self._pending) >= self.max_queue_size
         return admission_refusal(
             self.name, full, self.max_queue_size, self.expected_wait_s(), self.max_queue_wait_s, "requests"
@@ -230,7 +234,7 @@ class GenerationScheduler:
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         if self._closing or self._thread is None:
             raise ShuttingDown(f"model {self.name} is not accepting requests")
-        refusal = self.refusal()
+        refusal = self.watch.refusal() or self.refusal()
         if refusal is not None:
             raise refusal
         loop = asyncio.get_running_loop()
@@ -361,7 +365,8 @@ class GenerationScheduler:
             self._cond.notify()
 
     def _prefill(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, DecodeBatch]:
-        logits, states = self.graphs.prefill([r.prompt_ids for r in requests])
+        with self.watch.timing():
+            logits, states = self.graphs.prefill([r.prompt_ids for r in requests])
         for r in requests:
             r.fed = len(r.prompt_ids)
         self.stats["prefills"] += 1
@@ -387,7 +392,8 @@ class GenerationScheduler:
             batch = fresh if batch is None else batch.concatenate(fresh)
         logits_parts = []
         if batch is not None:
-            logits, states = self.graphs.step(batch.tokens, batch.states)
+            with self.watch.timing():
+                logits, states = self.graphs.step(batch.tokens, batch.states)
             batch.states = states
             logits_parts.append(logits)
             self.stats["steps"] += 1

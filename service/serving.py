@@ -73,6 +73,10 @@ class ServedModel(abc.ABC):
         """What ``/models`` shows besides the manifest: batching settings, queue depth, statistics."""
 
     @abc.abstractmethod
+    def fault(self) -> str | None:
+        """Why the loaded model cannot serve now (a model call stuck past ``stall_after_s``), else None."""
+
+    @abc.abstractmethod
     def refusal(self) -> ServiceError | None:
         """The 503 a new request would get now (admission by expected wait), or None if it would be admitted;
         asked before a request's body is read."""
@@ -114,12 +118,16 @@ class BatchedModel(ServedModel):
             max_queue_size=self.batching.max_queue_size,
             metrics=metrics,
             max_queue_wait_s=self.batching.max_queue_wait_s,
+            stall_after_s=self.batching.stall_after_s,
         )
         await self.batcher.start()
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         if self.batcher is not None:
             await self.batcher.close(drain=drain, timeout=timeout)
+
+    def fault(self) -> str | None:
+        return self.batcher.watch.fault() if self.batcher is not None else None
 
     def refusal(self) -> ServiceError | None:
         return self.batcher.refusal() if self.batcher is not None else None
@@ -140,6 +148,7 @@ class BatchedModel(ServedModel):
             "batching": {**self.batching.model_dump(), "max_batch_size": self.max_batch_size},
             "queue_depth": batcher.queue_depth if batcher else 0,
             "in_flight": batcher.in_flight if batcher else 0,
+            "fault": self.fault(),
             "stats": dict(batcher.stats) if batcher else {},
         }
 

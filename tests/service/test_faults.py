@@ -66,42 +66,60 @@ def test_a_session_that_fails_one_batch_fails_only_that_batchs_callers(tiny_repo
 # --------------------------------------------------------------------------------- a hung call
 
 
-def test_a_hung_model_call_is_a_504_at_the_deadline_and_blocks_nothing_else(tiny_repo):
-    """What happens today to the stuck worker: it stays blocked inside the ONNX call (a thread cannot be
-    interrupted), so the model's one worker is taken; later requests to that model wait in its queue and
-    get 504 at their own deadline (their texts are skipped, never computed). /ready stays 200 and
-    /models shows the model ready with one item in flight: the service does not notice a stuck model.
-    Once the call returns, the model serves again. Other models are not affected."""
+def test_a_hung_model_call_makes_the_model_unready_until_it_returns_and_blocks_nothing_else(tiny_repo):
+    """The stuck call's own caller gets 504 at its deadline (a thread inside ONNX Runtime cannot be
+    interrupted). Once the call has run past ``stall_after_s`` the model is unready with the reason in
+    /ready and /models, the requests queued behind it fail at once with 503 (not at their deadlines), new
+    ones are refused at admission with Retry-After, and other models serve on. When the call returns, the
+    model is ready and serves again."""
     release = threading.Event()
 
     def plan(call: int, feeds) -> None:
         assert release.wait(60)
 
-    settings = settings_for(tiny_repo, access_log=False, batching={"sentiment": {"timeout_s": 1.0}})
+    batching = {"sentiment": {"timeout_s": 4.0, "stall_after_s": 1.0}}
+    settings = settings_for(tiny_repo, access_log=False, batching=batching)
     with live_app(settings) as (base, app):
         inject(app, TINY, plan)
-        with httpx.Client(base_url=base, timeout=30) as client:
+        batcher = app.state.repository.entries[TINY].model.batcher
+        with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=base, timeout=30) as client:
             try:
                 started = time.monotonic()
-                r = client.post("/sentiment", json={"text": "good"})
-                elapsed = time.monotonic() - started
-                assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-                assert r.json()["error"]["limit"] == 1.0
-                assert 0.9 <= elapsed < 3, elapsed
-                # meanwhile: another model of the task, the other routes, health and readiness answer
+                stuck = pool.submit(client.post, "/sentiment", json={"text": "good"})
+                wait_until(lambda: batcher.in_flight == 1, what="the call running")
+                queued = pool.submit(client.post, "/sentiment", json={"texts": ["bad", "fine"]})
+                wait_until(lambda: batcher.queue_depth == 2 or queued.done(), what="two texts queued")
+                assert "sentiment" not in client.get("/ready").json()["reasons"], "not stuck yet"
+
+                r = queued.result()
+                assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable", r.text
+                assert time.monotonic() - started < 3.5, "failed at the stall, before its own deadline"
+                ready = client.get("/ready")
+                assert ready.status_code == 503
+                reason = ready.json()["reasons"]["sentiment"]
+                assert TINY in reason and "inference call has been running" in reason, reason
+                models = {m["name"]: m for m in client.get("/models").json()["models"]}
+                assert "stall_after_s" in models[TINY]["fault"]
+                refused = client.post("/sentiment", json={"text": "good"})
+                assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+                assert "inference call has been running" in refused.json()["error"]["message"]
+                # meanwhile: another model of the task, health and the metrics answer
                 other = client.post("/sentiment", json={"text": "good", "model": "sentiment-tiny-b"})
                 assert other.status_code == 200 and other.elapsed.total_seconds() < 1
                 assert client.get("/health").status_code == 200
-                assert client.get("/ready").status_code == 200  # today: a stuck model still counts as ready
-                models = {m["name"]: m for m in client.get("/models").json()["models"]}
-                assert models[TINY]["state"] == "ready" and models[TINY]["in_flight"] == 1
-                # the same model: queued behind the stuck call, 504 at its own deadline
-                again = client.post("/sentiment", json={"texts": ["bad", "fine"]})
-                assert again.status_code == 504
+                gauge = f'rnnserve_model_ready{{model="{TINY}"}} 0.0'
+                wait_until(lambda: gauge in client.get("/metrics").text, what="the ready gauge at 0")
+
+                r = stuck.result()
+                assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+                assert 3.9 <= time.monotonic() - started < 7
             finally:
                 release.set()
-            wait_until(lambda: app.state.repository.entries[TINY].model.batcher.in_flight == 0)
+            wait_until(lambda: batcher.in_flight == 0, what="the call returned")
+            wait_until(lambda: "sentiment" not in client.get("/ready").json()["reasons"], what="ready again")
             assert client.post("/sentiment", json={"text": "good"}).status_code == 200
+            models = {m["name"]: m for m in client.get("/models").json()["models"]}
+            assert models[TINY]["fault"] is None and models[TINY]["state"] == "ready"
 
 
 # ------------------------------------------------------------------- model files that go away

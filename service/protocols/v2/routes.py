@@ -34,11 +34,14 @@ TAG = "Open Inference Protocol (v2)"
 SERVER_NAME = "rnnserve"
 #: Triton's name for request parameters beyond the protocol's (the task options)
 EXTENSIONS = ["parameters"]
+#: Triton's name for the repository routes (``service.protocols.v2.repository``), reported when they can
+#: load and unload (``RNNSERVE_MODEL_CONTROL=explicit``)
+MODEL_REPOSITORY = "model_repository"
 
 router = APIRouter(tags=[TAG], route_class=DirectRoute)
 
 # a model's name follows the manifest's rule; a version is a version folder's number
-_NAME = {
+NAME_PARAMETER = {
     "name": "model_name",
     "in": "path",
     "required": True,
@@ -119,7 +122,9 @@ def _lookup(request: Request) -> tuple[Any, V2Adapter]:
 
 @router.get("/v2", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(request: Request) -> JSONResponse:
-    return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+    explicit = request.app.state.settings.model_control == "explicit"
+    extensions = [*EXTENSIONS, MODEL_REPOSITORY] if explicit else EXTENSIONS
+    return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": extensions})
 
 
 @router.get("/v2/health/live", response_model=ServerLive, summary="Server liveness")
@@ -204,7 +209,7 @@ router.add_api_route(
     _model_metadata,
     methods=["GET"],
     summary="Model metadata: versions, platform, input and output tensors, parameters",
-    openapi_extra=_path(_NAME),
+    openapi_extra=_path(NAME_PARAMETER),
     **_METADATA_DOC,
 )
 router.add_api_route(
@@ -212,7 +217,7 @@ router.add_api_route(
     _model_metadata,
     methods=["GET"],
     summary="Model metadata of the loaded version",
-    openapi_extra=_path(_NAME, _VERSION),
+    openapi_extra=_path(NAME_PARAMETER, _VERSION),
     **_METADATA_DOC,
 )
 router.add_api_route(
@@ -220,7 +225,7 @@ router.add_api_route(
     _model_ready,
     methods=["GET"],
     summary="Model readiness",
-    openapi_extra=_path(_NAME),
+    openapi_extra=_path(NAME_PARAMETER),
     **_READY_DOC,
 )
 router.add_api_route(
@@ -228,7 +233,7 @@ router.add_api_route(
     _model_ready,
     methods=["GET"],
     summary="Model readiness of the loaded version",
-    openapi_extra=_path(_NAME, _VERSION),
+    openapi_extra=_path(NAME_PARAMETER, _VERSION),
     **_READY_DOC,
 )
 router.add_api_route(
@@ -236,7 +241,7 @@ router.add_api_route(
     _infer,
     methods=["POST"],
     summary="Inference: BYTES text tensor in, typed output tensors out",
-    openapi_extra=_body(_NAME),
+    openapi_extra=_body(NAME_PARAMETER),
     **_INFER_DOC,
 )
 router.add_api_route(
@@ -244,6 +249,6 @@ router.add_api_route(
     _infer,
     methods=["POST"],
     summary="Inference on the loaded version",
-    openapi_extra=_body(_NAME, _VERSION),
+    openapi_extra=_body(NAME_PARAMETER, _VERSION),
     **_INFER_DOC,
 )

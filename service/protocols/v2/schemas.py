@@ -7,7 +7,7 @@ document the answers in OpenAPI; handlers build the answers as plain dicts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,3 +122,40 @@ V2_ERRORS: dict[int | str, dict[str, Any]] = {
         504: "request timed out",
     }.items()
 }
+
+
+# -- the model repository extension ------------------------------------------------------------------
+
+
+class RepositoryIndexRequest(_Body):
+    ready: bool = Field(False, description="true: only the models ready for inference")
+
+
+class RepositoryIndexEntry(BaseModel):
+    name: str
+    version: str | None = Field(None, description="the version served or being loaded (absent when none)")
+    state: Literal["READY", "LOADING", "UNLOADING", "UNAVAILABLE"]
+    reason: str = Field(description="why the model is in this state (empty when ready)")
+
+
+class LoadParameters(_Body):
+    """None: Triton's ``config`` and ``file:<version>/<name>`` overrides are not supported (a model is
+    loaded from the repository's files)."""
+
+
+class RepositoryLoadRequest(_Body):
+    parameters: LoadParameters | None = None
+
+
+class UnloadParameters(_Body):
+    unload_dependents: bool = Field(False, description="accepted; no model depends on another here")
+
+
+class RepositoryUnloadRequest(_Body):
+    parameters: UnloadParameters | None = None
+
+
+class RepositoryDone(BaseModel):
+    """A load or unload that succeeded: an empty object."""
+
+    model_config = ConfigDict(extra="forbid")

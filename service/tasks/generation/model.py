@@ -271,12 +271,16 @@ class GenerationModel(ServedModel):
             step_prefill_max_tokens=self.batching.step_prefill_max_tokens,
             banned_ids=self.codec.special_ids,
             metrics=metrics,
+            stall_after_s=self.batching.stall_after_s,
         )
         self.scheduler.start()
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         if self.scheduler is not None:
             await self.scheduler.close(drain=drain, timeout=timeout)
+
+    def fault(self) -> str | None:
+        return self.scheduler.watch.fault() if self.scheduler is not None else None
 
     def refusal(self) -> ServiceError | None:
         return self.scheduler.refusal() if self.scheduler is not None else None
@@ -291,6 +295,7 @@ class GenerationModel(ServedModel):
             },
             "queue_depth": scheduler.queue_depth if scheduler else 0,
             "in_flight": scheduler.active if scheduler else 0,
+            "fault": self.fault(),
             "stats": dict(scheduler.stats) if scheduler else {},
         }
 
