@@ -3,9 +3,9 @@
     python -m loadtest.bench_failover                  # 3 replicas, 60 s of load (about 80 s in all)
     python -m loadtest.bench_failover --write-docs     # and rewrites its section of docs/deployment.md
 
-``--replicas`` ``python -m service`` replicas (``RNNSERVE_WORKERS=1``: one process each) on free loopback
-ports, behind ``deploy/nginx.conf`` run by the system's nginx (``loadtest/bench/nginx.py`` renders it for
-those ports). ``--clients`` closed-loop keep-alive clients POST one text to ``/sentiment`` or ``/tag``
+``--replicas`` ``python -m service`` replicas (``RNNSERVE_WORKERS=1``: one process each, whose port opens
+when its models are warm) on free loopback ports, behind ``deploy/nginx.conf`` run by the system's nginx
+(``loadtest/bench/nginx.py`` renders it for those ports). ``--clients`` closed-loop keep-alive clients POST one text to ``/sentiment`` or ``/tag``
 (2:1, as in the locust mix) through nginx, each request with an ``X-Request-ID`` of its own, and every
 outcome is logged with its timestamps. During the run:
 
@@ -51,7 +51,12 @@ MARKER = "failover"
 DOC = REPO_ROOT / "docs" / "deployment.md"
 PAYLOADS = REPO_ROOT / "loadtest" / "payloads.json"
 #: one serving process per replica, one ONNX Runtime thread (compose: a 1-CPU limit per replica)
-REPLICA_ENV = {"RNNSERVE_WORKERS": "1", "RNNSERVE_ORT_INTRA_OP_THREADS": "1"}
+# as the compose replicas: one process each, the port closed until the models are warm
+REPLICA_ENV = {
+    "RNNSERVE_WORKERS": "1",
+    "RNNSERVE_ORT_INTRA_OP_THREADS": "1",
+    "RNNSERVE_LISTEN_WHEN_READY": "true",
+}
 CHECKS: dict[str, Callable[[dict, Any], list[str]]] = {"/sentiment": check_sentiment, "/tag": check_tag}
 LOST = ("connection", "timeout")
 

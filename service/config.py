@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         default_factory=dict, description="model name -> version; else the newest version"
     )
     warmup: bool = True
+    listen_when_ready: bool = Field(
+        False,
+        description="load and warm the models before the port accepts connections: for a balancer without"
+        " readiness checks (nginx), a starting replica then refuses connections, which the balancer retries"
+        " elsewhere, instead of answering 503 while it loads; /health does not answer meanwhile either",
+    )
     model_control: Literal["none", "poll", "explicit"] = Field(
         "none",
         description="after start-up: none (the repository is read once), poll (re-scanned every "

@@ -1,10 +1,11 @@
 """The app factory: ``create_app(settings) -> FastAPI``.
 
 Start-up scans the model repository (cheap) and loads the models in a background task, so ``/health``
-answers at once and ``/ready`` turns 200 when every task's default model is warm; then the model-control
-loop (``service.model_control``: poll the repository, or follow other processes' load and unload orders)
-runs until shutdown. Shutdown (uvicorn stops accepting and waits for in-flight requests on SIGTERM)
-stops that loop, then drains every batcher.
+answers at once and ``/ready`` turns 200 when every task's default model is warm (with
+``listen_when_ready``, start-up waits for that task, and uvicorn opens the port only then); then the
+model-control loop (``service.model_control``: poll the repository, or follow other processes' load and
+unload orders) runs until shutdown. Shutdown (uvicorn stops accepting and waits for in-flight requests
+on SIGTERM) stops that loop, then drains every batcher.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         repository.scan()
         await control.prepare()
         app.state.loading = asyncio.create_task(_load(repository, settings), name="load-models")
+        if settings.listen_when_ready:  # uvicorn opens the port once this start-up returns
+            await asyncio.shield(app.state.loading)
         app.state.controlling = asyncio.create_task(control.run(app.state.loading), name="model-control")
         app.state.watching = asyncio.create_task(repository.watch_faults(), name="watch-faults")
         yield
