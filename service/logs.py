@@ -98,21 +98,28 @@ class BackgroundStreamHandler(logging.Handler):
 
     def _write_lines(self) -> None:
         while True:
-            line = self._lines.get()
+            batch = [self._lines.get()]
+            while len(batch) < 256:  # under load many lines wait: one write and flush for all of them
+                try:
+                    batch.append(self._lines.get_nowait())
+                except queue.Empty:
+                    break
+            lines = [line for line in batch if line is not None]
             try:
-                if line is None:
-                    return
                 if self.dropped:
                     dropped, self.dropped = self.dropped, 0
-                    line = (
-                        f"[{dropped} log lines dropped: the log destination was too slow or failing]\n{line}"
-                    )
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except Exception:  # EPIPE, ENOSPC, a closed stream: the line is lost, serving goes on
+                    note = f"[{dropped} log lines dropped: the log destination was too slow or failing]"
+                    lines.insert(0, note)
+                if lines:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+            except Exception:  # EPIPE, ENOSPC, a closed stream: the lines are lost, serving goes on
                 pass
             finally:
-                self._lines.task_done()
+                for _ in batch:
+                    self._lines.task_done()
+            if None in batch:
+                return
 
     def flush(self) -> None:
         """Waits (at most ``flush_timeout_s``) until every waiting line is written."""
