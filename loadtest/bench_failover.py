@@ -5,9 +5,9 @@
 
 ``--replicas`` ``python -m service`` replicas (``RNNSERVE_WORKERS=1``: one process each, whose port opens
 when its models are warm) on free loopback ports, behind ``deploy/nginx.conf`` run by the system's nginx
-(``loadtest/bench/nginx.py`` renders it for those ports). ``--clients`` closed-loop keep-alive clients POST one text to ``/sentiment`` or ``/tag``
-(2:1, as in the locust mix) through nginx, each request with an ``X-Request-ID`` of its own, and every
-outcome is logged with its timestamps. During the run:
+(``loadtest/bench/nginx.py`` renders it for those ports). ``--clients`` closed-loop keep-alive clients
+POST one text to ``/sentiment`` or ``/tag`` (2:1, as in the locust mix) through nginx, each request with
+an ``X-Request-ID`` of its own, and every outcome is logged with its timestamps. During the run:
 
 1. at 20 % of ``--seconds``, SIGTERM to replica 1: it stops accepting and drains what it holds;
 2. at 40 %, SIGKILL to replica 2: its requests in flight break, nginx retries them on another replica;
