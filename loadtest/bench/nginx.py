@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loadtest.bench.procs import read_all
-from loadtest.bench.server import REPO_ROOT, free_port
+from loadtest.bench.server import REPO_ROOT, free_port, stop_process
 
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
 TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -142,15 +142,8 @@ class Balancer:
 
     def stop(self, grace_s: float = 10) -> None:
         """Graceful stop (SIGQUIT: workers finish their requests), SIGKILL after ``grace_s``."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-        try:
-            self.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGQUIT, grace_s)
 
     def access_entries(self) -> list[dict]:
         """The access log (``log_format balancer``: one JSON object per request)."""

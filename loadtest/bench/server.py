@@ -99,16 +99,21 @@ def wait_ready(service: Service, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 30) -> None:
+    """``sig`` (a graceful stop), SIGKILL after ``grace_s``; a process already gone is only reaped."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def stop_service(service: Service, grace_s: float = 30) -> None:
-    """SIGTERM (the service drains), SIGKILL after ``grace_s``; a process already gone is only reaped."""
+    """SIGTERM (the service drains), SIGKILL after ``grace_s``."""
     if service.process is not None:
-        if service.process.poll() is None:
-            service.process.send_signal(signal.SIGTERM)
-        try:
-            service.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
+        stop_process(service.process, signal.SIGTERM, grace_s)
     if service._log is not None:
         service._log.close()
 

@@ -9,6 +9,7 @@ models may load and unload only those. The work is ``service.model_control``'s; 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -82,22 +83,22 @@ async def repository_index(request: Request) -> JSONResponse:
 
 
 async def _load(request: Request) -> JSONResponse:
-    name = request.path_params["model_name"]
-    try:
-        await _optional_body(request, RepositoryLoadRequest)
-        authorize_model(name)
-        await request.app.state.control.load(name)
-    except ServiceError as exc:
-        return error_response(exc)
-    return JSONResponse({})
+    return await _change(request, RepositoryLoadRequest, request.app.state.control.load)
 
 
 async def _unload(request: Request) -> JSONResponse:
+    return await _change(request, RepositoryUnloadRequest, request.app.state.control.unload)
+
+
+async def _change(
+    request: Request, body_model: type[BaseModel], action: Callable[[str], Awaitable[None]]
+) -> JSONResponse:
+    """A load or unload: the optional body checked, the API key's models checked, then ``action``."""
     name = request.path_params["model_name"]
     try:
-        await _optional_body(request, RepositoryUnloadRequest)
+        await _optional_body(request, body_model)
         authorize_model(name)
-        await request.app.state.control.unload(name)
+        await action(name)
     except ServiceError as exc:
         return error_response(exc)
     return JSONResponse({})
