@@ -68,8 +68,11 @@ class Service(str):
         return ProcessTree(self.pid).cpu_seconds()
 
 
-def start_service(env: dict[str, str], log_path: Path | None = None, port: int | None = None) -> Service:
-    """Starts ``python -m service`` on 127.0.0.1 (``port``, else a free one) without waiting for it."""
+def start_service(
+    env: dict[str, str], log_path: Path | None = None, port: int | None = None, capture: bool = False
+) -> Service:
+    """Starts ``python -m service`` on 127.0.0.1 (``port``, else a free one) without waiting for it; its
+    output goes to ``log_path``, or with ``capture`` to ``service.process.stdout`` (text), else nowhere."""
     port = port or free_port()
     full_env = {
         **os.environ,
@@ -83,8 +86,9 @@ def start_service(env: dict[str, str], log_path: Path | None = None, port: int |
         [sys.executable, "-m", "service"],
         cwd=REPO_ROOT,
         env=full_env,
-        stdout=log or subprocess.DEVNULL,
-        stderr=log or subprocess.DEVNULL,
+        stdout=log or (subprocess.PIPE if capture else subprocess.DEVNULL),
+        stderr=log or (subprocess.STDOUT if capture else subprocess.DEVNULL),
+        text=capture,
     )
     return Service(f"http://127.0.0.1:{port}", proc.pid, proc, log_path, log)
 
