@@ -274,6 +274,34 @@ def test_generation_runs_to_the_end_with_the_apis_text(page: Page) -> None:
 # ------------------------------------------------------------------------------------------ status
 
 
+def test_models_that_cannot_answer_are_listed_but_not_offered(page: Page) -> None:
+    # /models as it reads while model control has unloaded one model and another failed to load
+    page.open("sentiment")
+    page.js(
+        "const real = window.fetch; window.fetch = async (url, init) => {"
+        " const response = await real(url, init);"
+        " if (!String(url).endsWith('/models')) return response;"
+        " const body = await response.json();"
+        " for (const m of body.models) if (m.task === 'sentiment' && !m.default)"
+        "   m.state = m.name === 'sentiment-gru' ? 'unloaded' : 'failed';"
+        " const headers = {'Content-Type': 'application/json'};"
+        " return new Response(JSON.stringify(body), {status: 200, headers});"
+        "};"
+        "document.querySelector('#status-refresh').click();"  # the status tab's button: a refresh now
+    )
+    options_js = (
+        "[...document.querySelectorAll('#sentiment-model option')].map(o => [o.value, o.disabled, o.text])"
+    )
+    page.wait_for(
+        lambda: ["sentiment-gru", True, "sentiment-gru (unloaded)"] in page.js(f"return {options_js}"),
+        "the unloaded model disabled in the picker",
+    )
+    options = page.js(f"return {options_js}")
+    enabled = [value for value, disabled, _ in options if not disabled]
+    assert len(enabled) == 1 and page.find("#sentiment-model").get_attribute("value") == enabled[0]
+    assert all(disabled for value, disabled, text in options if "(failed)" in text)
+
+
 def test_status_lists_every_model_and_refreshes(page: Page) -> None:
     page.open("status")
     page.wait_for(lambda: page.find_all("#status-models tbody tr"), "the model table")

@@ -575,7 +575,9 @@
       picker.dataset.signature = signature;
       picker.replaceChildren(...mine.map((m) => {
         const notes = [m.default ? "default" : "", m.state !== "ready" ? m.state : ""].filter(Boolean).join(", ");
-        return el("option", { value: m.name, disabled: m.state === "failed" }, notes ? `${m.name} (${notes})` : m.name);
+        // a model that cannot answer (failed, or unloaded by model control) is listed but not offered
+        const unusable = ["failed", "unloading", "unloaded"].includes(m.state);
+        return el("option", { value: m.name, disabled: unusable }, notes ? `${m.name} (${notes})` : m.name);
       }));
       if (mine.length === 0) picker.append(el("option", { value: "" }, "no model for this task"));
       const fallback = mine.find((m) => m.default) || mine[0];
