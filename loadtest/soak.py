@@ -6,7 +6,8 @@
     python -m loadtest.soak --minutes 30 --doc docs/benchmarks.md    # also its section there + the plot
 
 1. Capacity (unless ``--rate``): a closed-loop ramp (1, 2, 4, ... clients sending back to back,
-   ``--ramp-step-s`` each) finds the highest rate of correct answers; the soak runs at ``--load`` (0.7)
+   ``--ramp-step-s`` each) finds the highest rate of correct answers without errors (it stops at the
+   first step with any: the server refuses work past its capacity); the soak runs at ``--load`` (0.7)
    of it.
 2. Soak: requests arrive open-loop (Poisson, fixed seed) at that rate for ``--minutes`` (fractions
    allowed), drawn from the locust mix (``contract.ENDPOINTS``: sentiment 50 %, tag 25 %, translate
@@ -234,11 +235,14 @@ async def closed_loop(
 
 
 async def measure_capacity(base, headers, make, served, step_s: float, max_clients: int) -> float:
-    """Doubles the clients until the rate of correct answers has not risen by 5 % for two steps."""
+    """Doubles the clients until the rate of correct answers has not risen by 5 % for two steps, or a step
+    has errors (the server refuses work: past its capacity); the capacity is the best error-free rate."""
     best, clients, flat = 0.0, 1, 0
     while clients <= max_clients and flat < 2:
         rate, errors = await closed_loop(base, headers, make, served, clients, step_s)
         print(f"  ramp: {clients:3d} clients -> {rate:7.1f} correct answers/s, {errors} errors", flush=True)
+        if errors:
+            break
         flat = flat + 1 if rate < best * 1.05 else 0
         best = max(best, rate)
         clients *= 2
