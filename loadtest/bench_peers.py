@@ -49,7 +49,7 @@ from typing import Any
 
 from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
-from loadtest.bench.report import markdown_table, replace_section
+from loadtest.bench.report import markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT
 from loadtest.peers import install
 from loadtest.peers.servers import (
@@ -246,11 +246,7 @@ def render(info: dict) -> str:
         f"Machine: {info['machine']}; load averages (1 / 5 / 15 min) {fmt_load(info['load_before'])}"
         f" before and {fmt_load(info['load_after'])} after the runs (other processes shared the cores"
         " when these exceed what the benchmark itself puts on them, about 2).",
-        f"Measured {info['date']} with:",
-        "",
-        "```bash",
-        info["command"],
-        "```",
+        *measured_with(info["command"], info["date"]),
         "",
         markdown_table(
             [

@@ -23,12 +23,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
-from loadtest.bench.report import markdown_table, replace_section
+from loadtest.bench.report import markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from loadtest.bench_generate import held_out_prompts
 from loadtest.bench_generate import run_load as run_generation
@@ -163,11 +162,7 @@ def report(args: argparse.Namespace, sentiment: dict, generation: dict, load: tu
             f" in one service; medians of {args.repeats} rounds of {args.duration:g} s (after"
             f" {args.warmup:g} s warm-up). Server CPU counts the whole service process tree.",
             f"Machine: {machine()}; 1-minute load average {load[0]:.2f} before and {load[1]:.2f} after.",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with:",
-            "",
-            "```bash",
-            command.strip(),
-            "```",
+            *measured_with(command),
             "",
             markdown_table(
                 ["sentiment", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request", "errors"],

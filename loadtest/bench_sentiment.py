@@ -23,7 +23,7 @@ from pathlib import Path
 
 from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
-from loadtest.bench.report import markdown_table, median_of, replace_section
+from loadtest.bench.report import markdown_table, measured_with, median_of, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from service.config import Settings
 from service.runtime import create_session
@@ -206,11 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Machine: {machine()}; 1-minute load average {load_before[0]:.2f} before and"
             f" {os.getloadavg()[0]:.2f} after the runs (other processes shared the cores when these exceed"
             " what the benchmark itself puts on them, about 2).",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with:",
-            "",
-            "```bash",
-            command.strip(),
-            "```",
+            *measured_with(command),
             "",
             markdown_table(
                 [

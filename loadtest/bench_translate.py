@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.bench.http_load import run_load
-from loadtest.bench.report import markdown_table, replace_section
+from loadtest.bench.report import markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 
 MARKER = "translation-serving"
@@ -167,11 +167,7 @@ def format_report(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}; 1-minute load average {results['load_before']:.2f} before and "
         f"{results['load_after']:.2f} after the runs (the cores were shared with other work when these "
         "exceed what the benchmark itself puts on them, about 2).",
-        f"Measured {results['date']} with:",
-        "",
-        "```bash",
-        results["command"],
-        "```",
+        *measured_with(results["command"], results["date"]),
         "",
         "In-process, the service's `TranslationModel.predict_batch` (ONNX Runtime with the service's session "
         "settings, numpy search; no HTTP, no batcher), sentences in file order, at most "

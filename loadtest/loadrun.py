@@ -21,13 +21,12 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from loadtest.bench.report import replace_section
+from loadtest.bench.report import measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from training.machine import machine_description
 
@@ -157,11 +156,7 @@ def report(
             f" so a wrong answer counts as a failure. Models: {ready}.",
             f"Machine: {machine}; server and locust {version('locust')} share it; load average"
             f" before the run {load_before:.2f} (other processes may have been running on the same cores).",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with:",
-            "",
-            "```bash",
-            command,
-            "```",
+            *measured_with(command),
             "",
             markdown_table(run.stats),
         ]

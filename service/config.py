@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -173,8 +174,12 @@ class Settings(BaseSettings):
     def _api_keys(cls, value: object) -> dict[str, list[str]]:
         return normalize_api_keys(value)
 
-    def batching_for(self, task: str) -> BatchingConfig:
-        return self.batching.get(task, BatchingConfig())
+    def batching_for(self, task: str, defaults: Mapping[str, Any] | None = None) -> BatchingConfig:
+        """The task's batching knobs: those the settings name, else the task's own ``defaults``, else
+        ``BatchingConfig``'s."""
+        config = self.batching.get(task, BatchingConfig())
+        unset = {k: v for k, v in (defaults or {}).items() if k not in config.model_fields_set}
+        return config.model_copy(update=unset) if unset else config
 
     @property
     def process_count(self) -> int:

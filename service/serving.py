@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -160,9 +160,14 @@ class CodecFactory(Protocol):
     def __call__(self, manifest: ModelManifest, version_dir: Path) -> Any: ...
 
 
-def codec_model_builder(model_class: type[ServedModel], codec_factory: CodecFactory) -> BuildFn:
-    """The usual ``build``: ``model_class`` around the sessions, the task's batching settings and a codec
-    read from the manifest and version folder (``codec_factory``, e.g. ``SentimentCodec.from_manifest``)."""
+def codec_model_builder(
+    model_class: type[ServedModel],
+    codec_factory: CodecFactory,
+    batching_defaults: Mapping[str, Any] | None = None,
+) -> BuildFn:
+    """The usual ``build``: ``model_class`` around the sessions, the task's batching settings (the task's
+    ``batching_defaults`` where the settings name none) and a codec read from the manifest and version
+    folder (``codec_factory``, e.g. ``SentimentCodec.from_manifest``)."""
 
     def build(
         manifest: ModelManifest,
@@ -176,7 +181,7 @@ def codec_model_builder(model_class: type[ServedModel], codec_factory: CodecFact
             version=version,
             version_dir=version_dir,
             sessions=sessions,
-            batching=settings.batching_for(manifest.task),
+            batching=settings.batching_for(manifest.task, batching_defaults),
             codec=codec_factory(manifest, version_dir),
         )
 

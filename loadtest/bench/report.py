@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,9 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def measured_with(command: str, when: str | None = None) -> list[str]:
+    """The lines that date a figure and give the command that made it (``when``: now, in UTC)."""
+    when = when or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return [f"Measured {when} with:", "", "```bash", command.strip(), "```"]

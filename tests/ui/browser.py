@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench.server import REPO_ROOT
+from loadtest.bench.server import REPO_ROOT, running_service
 
 CHROMIUM = Path(os.environ.get("RNNSERVE_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("RNNSERVE_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -114,3 +115,13 @@ def api(base_url: str, method: str, path: str, body: dict | None = None) -> tupl
 
     response = httpx.request(method, f"{base_url}{path}", json=body, timeout=60)
     return response.status_code, response.json()
+
+
+@contextmanager
+def service_for_the_page(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A ready ``python -m service`` with ``env``; if it does not start, the error shows its log's end."""
+    try:
+        with running_service(env, log_path=log) as base:
+            yield str(base)
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}\n{log.read_text()[-3000:]}") from None

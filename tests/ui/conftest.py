@@ -14,8 +14,16 @@ from typing import Any
 
 import pytest
 
-from loadtest.bench.server import running_service
-from tests.ui.browser import CHROMEDRIVER, CHROMIUM, DESKTOP, IN_CI, MODELS, Page, missing_browser
+from tests.ui.browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    DESKTOP,
+    IN_CI,
+    MODELS,
+    Page,
+    missing_browser,
+    service_for_the_page,
+)
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +48,8 @@ def base_url(browser_available: None, tmp_path_factory: pytest.TempPathFactory) 
         # A request of 5 texts or more is refused with 503 queue_full + Retry-After (the error tests).
         "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_SIZE": "4",
     }
-    try:
-        with running_service(env, log_path=log) as base:
-            yield str(base)
-    except RuntimeError as error:
-        raise RuntimeError(f"{error}\n{log.read_text()[-3000:]}") from None
+    with service_for_the_page(env, log) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from loadtest.bench.server import running_service
-from tests.ui.browser import MODELS, Page
+from tests.ui.browser import MODELS, Page, service_for_the_page
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,11 +33,8 @@ def keyed_url(browser_available: None, tmp_path_factory: pytest.TempPathFactory)
         "RNNSERVE_API_KEYS": KEYS,
         "RNNSERVE_DEFAULT_MODELS": '{"sentiment": "sentiment-gru"}',
     }
-    try:
-        with running_service(env, log_path=log) as base:
-            yield str(base)
-    except RuntimeError as error:
-        raise RuntimeError(f"{error}\n{log.read_text()[-3000:]}") from None
+    with service_for_the_page(env, log) as base:
+        yield base
 
 
 @pytest.fixture
