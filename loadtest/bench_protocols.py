@@ -129,7 +129,7 @@ def report(args: argparse.Namespace, sentiment: dict, generation: dict, load: tu
             f"{median(runs, 'server_cpu_us'):.0f}",
             sum(r["errors"] for r in runs),
         ]
-        for name, runs in (("`POST /sentiment`", task), ("`POST /v2/models/{name}/infer`", v2))
+        for name, runs in (("`POST /sentiment`", task), ("`POST /v2/models/{model_name}/infer`", v2))
     ]
     generation_rows = [
         [
