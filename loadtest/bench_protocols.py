@@ -115,33 +115,27 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def _rows(named_runs, columns) -> list[list]:
+    """One table row per ``(name, runs)``: the median of each ``(key, format)`` column, then the errors."""
+    return [
+        [name, *(format(median(runs, key), spec) for key, spec in columns), sum(r["errors"] for r in runs)]
+        for name, runs in named_runs
+    ]
+
+
 def report(args: argparse.Namespace, sentiment: dict, generation: dict, load: tuple[float, float]) -> str:
     task, v2 = sentiment["task route"], sentiment["v2"]
     plain, openai = generation["/generate"], generation["OpenAI"]
     cpu_ratio = median(v2, "server_cpu_us") / median(task, "server_cpu_us")
     token_ratio = median(openai, "tokens_per_s") / median(plain, "tokens_per_s")
-    sentiment_rows = [
-        [
-            name,
-            f"{median(runs, 'rps'):,.0f}",
-            f"{median(runs, 'p50_ms'):.2f}",
-            f"{median(runs, 'p99_ms'):.2f}",
-            f"{median(runs, 'server_cpu_us'):.0f}",
-            sum(r["errors"] for r in runs),
-        ]
-        for name, runs in (("`POST /sentiment`", task), ("`POST /v2/models/{model_name}/infer`", v2))
-    ]
-    generation_rows = [
-        [
-            name,
-            f"{median(runs, 'tokens_per_s'):,.0f}",
-            f"{median(runs, 'ttft_p50_ms'):.1f}",
-            f"{median(runs, 'p50_ms'):.0f}",
-            f"{median(runs, 'tokens_per_cpu_s'):,.0f}",
-            sum(r["errors"] for r in runs),
-        ]
-        for name, runs in (('`/generate`, `"stream": true`', plain), ("`/v1/completions`, `stream`", openai))
-    ]
+    sentiment_rows = _rows(
+        (("`POST /sentiment`", task), ("`POST /v2/models/{model_name}/infer`", v2)),
+        (("rps", ",.0f"), ("p50_ms", ".2f"), ("p99_ms", ".2f"), ("server_cpu_us", ".0f")),
+    )
+    generation_rows = _rows(
+        (('`/generate`, `"stream": true`', plain), ("`/v1/completions`, `stream`", openai)),
+        (("tokens_per_s", ",.0f"), ("ttft_p50_ms", ".1f"), ("p50_ms", ".0f"), ("tokens_per_cpu_s", ",.0f")),
+    )
     bars = [
         ["v2 infer: server CPU per request vs the task route", f"{cpu_ratio:.3f}", f"≤ {V2_CPU_BAR}"],
         [
