@@ -20,7 +20,7 @@ when the previous batch held several items (the server is under load) does the c
 ``max_queue_delay_ms`` after the oldest queued item for the batch to fill. While the worker is busy,
 new items simply accumulate, which is where most batching comes from.
 
-Admission is by time: the batcher measures the model's cost per item (a moving average over batches) and
+Admission is by time: the batcher measures the model's time by batch size (``service.batch_cost``) and
 admits a request only if the items ahead of it are expected to clear within ``max_queue_wait_s`` and the
 queue stays within ``max_queue_size``; otherwise ``QueueFull`` (503 with a ``Retry-After`` of the expected
 wait) is raised at once, before anything is queued. ``refusal()`` answers the same question before a
@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from service.batch_cost import BatchCostModel
 from service.errors import QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
 from service.watchdog import CallWatch
@@ -122,7 +123,8 @@ class DynamicBatcher(Generic[T, R]):
         self.metrics = metrics
         self.max_queue_wait_s = max_queue_wait_s
         self.watch = CallWatch(name, stall_after_s)
-        self.cost_per_item_s = 0.0  # moving average of model time per item (0 until the first batch)
+        self.cost = BatchCostModel(max_batch_size)  # model time by batch size, as measured
+        self._batch_started = 0.0
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
         self._under_load = False
@@ -183,8 +185,12 @@ class DynamicBatcher(Generic[T, R]):
 
     # -- admission -------------------------------------------------------------------------------
     def expected_wait_s(self, extra_items: int = 0) -> float:
-        """How long the items queued and running (plus ``extra_items``) are expected to take."""
-        return (len(self._queue) + self._in_flight + extra_items) * self.cost_per_item_s
+        """How long the batch running and the items queued (plus ``extra_items``) are expected to take."""
+        wait = 0.0
+        if self._in_flight:
+            elapsed = time.perf_counter() - self._batch_started
+            wait = max(0.0, self.cost.batch_s(self._in_flight) - elapsed)
+        return wait + self.cost.queue_s(len(self._queue) + extra_items)
 
     def refusal(self, items: int = 1) -> QueueFull | None:
         """The 503 a request of ``items`` would get now for lack of room (a full queue, a wait beyond the
@@ -269,6 +275,7 @@ class DynamicBatcher(Generic[T, R]):
                 continue
             self._under_load = len(batch) > 1 or bool(self._queue)
             self._in_flight += len(batch)
+            self._batch_started = time.perf_counter()
             task = asyncio.create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -342,11 +349,7 @@ class DynamicBatcher(Generic[T, R]):
         with self.watch.timing():
             results = self.fn(items)
         elapsed = time.perf_counter() - started
-        per_item = elapsed / len(items)
-        # a short memory (about 10 batches), so the estimate follows the batch sizes that load brings
-        self.cost_per_item_s = (
-            per_item if not self.cost_per_item_s else 0.9 * self.cost_per_item_s + 0.1 * per_item
-        )
+        self.cost.observe(len(items), elapsed)
         if self.metrics:
             self.metrics.inference_time.observe(elapsed)
         if len(results) != len(items):

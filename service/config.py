@@ -43,7 +43,8 @@ class BatchingConfig(BaseModel):
         1.0,
         gt=0,
         description="admission: a request is refused at once (503 + Retry-After) when the work queued ahead"
-        " of it is expected to take longer than this (measured cost per item × items queued)",
+        " of it is expected to take longer than this (the running batch's rest, then the queue in full"
+        " batches, each priced by the model time measured for its size)",
     )
     stall_after_s: float = Field(
         30.0,

@@ -19,8 +19,8 @@ def test_a_request_is_refused_when_the_work_ahead_would_outlast_the_wait_bound()
         await b.start()
         busy = asyncio.create_task(b.submit(0))
         await wait_entered(rec)
-        b.cost_per_item_s = 0.3  # as measured: 0.3 s per item
-        queued = asyncio.create_task(b.submit_many([1, 2]))  # 3 items ahead: 0.9 s, admitted
+        b.cost.observe(1, 0.3)  # as measured: 0.3 s a single item, no larger batch measured yet
+        queued = asyncio.create_task(b.submit_many([1, 2]))  # 3 items ahead: just under 0.9 s, admitted
         await asyncio.sleep(0.01)
         assert b.refusal() is None
         more = asyncio.create_task(b.submit(3))  # admitted (0.9 s ahead of it); now 1.2 s are ahead
@@ -40,16 +40,43 @@ def test_a_request_is_refused_when_the_work_ahead_would_outlast_the_wait_bound()
     assert all(9 not in batch for batch in batches)  # the refused item was never queued
 
 
-def test_the_cost_per_item_is_measured_from_the_batches():
+def test_the_model_time_is_measured_from_the_batches():
     async def scenario():
         b = make(lambda items: [x for x in items])
         await b.start()
-        assert b.cost_per_item_s == 0 and b.refusal() is None  # nothing measured yet: admit
+        assert not b.cost.measured and b.refusal() is None  # nothing measured yet: admit
         await b.submit_many(list(range(8)))
         await b.close()
-        return b.cost_per_item_s
+        return b.cost
 
-    assert 0 < asyncio.run(scenario()) < 0.01
+    cost = asyncio.run(scenario())
+    assert cost.measured and 0 < cost.batch_s(8) < 0.01
+
+
+def test_a_queue_is_priced_as_the_batches_it_will_run_as():
+    """A model whose calls cost 0.2 s plus 5 ms an item: 40 queued items are one batch of 0.4 s, not 40
+    single-item calls of 0.205 s (8.2 s), so they are admitted under a 1 s bound."""
+
+    async def scenario():
+        rec = Recorder(hold=True)
+        b = make(rec, max_batch_size=64, max_queue_wait_s=1.0)
+        await b.start()
+        busy = asyncio.create_task(b.submit(0))
+        await wait_entered(rec)
+        b.cost.observe(1, 0.205)
+        b.cost.observe(32, 0.36)
+        queued = asyncio.create_task(b.submit_many(list(range(1, 41))))
+        await asyncio.sleep(0.01)
+        wait = b.expected_wait_s()
+        refusal = b.refusal()
+        rec.gate.set()
+        await asyncio.gather(busy, queued)
+        await b.close()
+        return wait, refusal
+
+    wait, refusal = asyncio.run(scenario())
+    assert 0.4 < wait < 0.7  # the running call's rest (under 0.205 s) and one batch of 40 (about 0.4 s)
+    assert refusal is None
 
 
 class _Repository:
