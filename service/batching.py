@@ -50,6 +50,7 @@ from typing import Any, Generic, TypeVar
 from service.batch_cost import BatchCostModel
 from service.errors import QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
+from service.priority import thread_pool
 from service.watchdog import CallWatch
 
 T = TypeVar("T")
@@ -145,7 +146,7 @@ class DynamicBatcher(Generic[T, R]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._slots = asyncio.Semaphore(1)  # one batch at a time: the next one fills meanwhile
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{self.name}")
+        self._executor = thread_pool(f"batch-{self.name}")
         self._collector = asyncio.create_task(self._collect(), name=f"batcher-{self.name}")
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     ort_allow_spinning: bool = Field(
         False, description="let ORT threads spin-wait (faster on a dedicated box, steals CPU from HTTP here)"
     )
+    event_loop_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Linux: the event loop thread runs this many nice levels below the model threads, so"
+        " that refusing an overload cannot slow the work already admitted (service/priority.py); 0: one"
+        " priority for all threads",
+    )
     batching: dict[str, BatchingConfig] = Field(default_factory=dict, description="per-task overrides")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     default_models: dict[str, str] = Field(

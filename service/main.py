@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__
+from service import __version__, priority
 from service.admission import AdmissionMiddleware
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        priority.lower_event_loop(settings.event_loop_nice)  # before any model thread starts
         repository.scan()
         await control.prepare()
         app.state.loading = asyncio.create_task(_load(repository, settings), name="load-models")

@@ -37,6 +37,7 @@ from service.errors import ModelNotFound, ModelUnavailable, ServiceError
 from service.manifest import MANIFEST_NAME, ModelManifest, version_dirs
 from service.metrics import Metrics
 from service.plugin import TaskPlugin
+from service.priority import in_model_thread
 from service.runtime import ModelLoadError, create_session
 from service.serving import ServedModel
 from service.workers import WorkerGroup
@@ -254,8 +255,9 @@ class ModelRepository:
         return model
 
     async def _start(self, entry: ModelEntry) -> ServedModel:
-        """Builds ``entry``'s version off the event loop, then starts its batcher or scheduler."""
-        model = await asyncio.to_thread(self._build, entry)
+        """Builds ``entry``'s version off the event loop (in a thread at the model threads' priority: its
+        sessions' own threads inherit it), then starts its batcher or scheduler."""
+        model = await in_model_thread(self._build, entry)
         await model.start(self.metrics.for_model(entry.name))
         return model
 

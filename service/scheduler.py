@@ -37,6 +37,7 @@ import numpy as np
 from service.batching import admission_refusal, split_by_length
 from service.errors import InferenceError, QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
+from service.priority import start_thread, thread_pool
 from service.sampling import BatchChooser, NextTokenChooser, SamplingParams, StoppingCriteria
 from service.watchdog import CallWatch
 
@@ -184,9 +185,9 @@ class GenerationScheduler:
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._prefill_executor = ThreadPoolExecutor(1, thread_name_prefix=f"prefill-{self.name}")
+        self._prefill_executor = thread_pool(f"prefill-{self.name}")
         self._thread = threading.Thread(target=self._run, name=f"generate-{self.name}", daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stops admitting; with ``drain`` finishes waiting and running generations first."""
@@ -208,8 +209,7 @@ class GenerationScheduler:
     def queue_depth(self) -> int:
         return len(self._pending)
 
-    # -- submission (event loop) -----------------------------------------------------------------
-    # -- admission -------------------------------------------------------------------------------
+    # -- admission (event loop) ------------------------------------------------------------------
     def _observe_duration(self, seconds: float) -> None:
         """A finished generation's time from its first token (a moving average of about 20)."""
         d = self.generation_s
