@@ -4,10 +4,11 @@
 
 For ``/sentiment`` (32 dev texts per request) and ``/generate`` (200 characters per request), closed-loop
 clients that retry at once with no backoff, against ``python -m service`` as users run it (access log
-off). Capacity C is the best goodput (answered requests/s) over a sweep of client counts; the saturating
-count s is the smallest count that reaches 0.95 C. Then 4 s and 16 s clients: goodput against C, p99 of
-the answered requests, every rejection's status and whether it carried ``Retry-After``, and the server CPU
-a rejection costs: (server CPU of the run - answered requests x CPU per answer at capacity) / rejections.
+off). Capacity C is the best goodput (answered requests/s) over a sweep of client counts (doubling until
+goodput stops rising); the saturating count s is the smallest count that reaches 0.95 C. Then 4 s and
+16 s clients: goodput against C, p99 of the answered requests, every rejection's status and whether it
+carried ``Retry-After``, and the server CPU a rejection costs: (server CPU of the run - answered requests
+x CPU per answer at capacity) / rejections.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loadtest.bench.http_load import run_load
@@ -47,6 +51,20 @@ def measured(service, url: str, bodies: Path, clients: int, duration: float, war
     run["goodput"] = run["rps"]
     run["rejections_per_s"] = sum(n for s, n in run["statuses"].items() if s in ("429", "503")) / duration
     return run
+
+
+def until_saturated(run: Callable[[int], dict], max_clients: int, rise: float = 0.05) -> list[dict]:
+    """Runs 1, 2, 4, ... clients until goodput has not risen by ``rise`` for two steps in a row (a
+    generation server keeps gaining up to its slot count, a batcher saturates within a few clients)."""
+    sweep: list[dict] = []
+    best, flat, clients = 0.0, 0, 1
+    while clients <= max_clients and flat < 2:
+        sweep.append(run(clients))
+        goodput = sweep[-1]["goodput"]
+        flat = flat + 1 if goodput < best * (1 + rise) else 0
+        best = max(best, goodput)
+        clients *= 2
+    return sweep
 
 
 def overload_rows(name: str, sweep: list[dict], overloads: list[dict]) -> tuple[list[list], dict]:
@@ -93,11 +111,23 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--sweep", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument(
+        "--sweep",
+        type=int,
+        nargs="+",
+        help="client counts for capacity; default: 1, 2, 4, ... until goodput has not risen 5 %% for two"
+        " steps (or --max-clients)",
+    )
+    p.add_argument("--max-clients", type=int, default=256, help="largest count of the default sweep")
+    p.add_argument("--marker", default=MARKER, help="the docs section to rewrite (a variant gets its own)")
+    p.add_argument("--json", type=Path, default=REPO_ROOT / "runs" / "bench_overload.json")
     p.add_argument("--only", choices=["sentiment", "generate"], nargs="+", default=["sentiment", "generate"])
     p.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     p.add_argument("--env", action="append", default=[], help="RNNSERVE_*=value for the service (repeatable)")
     args = p.parse_args(argv)
+    command = shlex.join(
+        ["python", "-m", "loadtest.bench_overload", *(sys.argv[1:] if argv is None else argv)]
+    )
     env = dict(kv.split("=", 1) for kv in args.env)
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -116,10 +146,13 @@ def main(argv: list[str] | None = None) -> None:
             file = Path(tmp) / f"{name}.jsonl"
             file.write_text("\n".join(json.dumps(b) for b in bodies) + "\n", encoding="utf-8")
             url = f"{service}{path}"
-            sweep = []
-            for clients in args.sweep:
-                sweep.append(measured(service, url, file, clients, args.duration, args.warmup))
-                print(f"{name} {clients} clients: {sweep[-1]['goodput']:.1f} answers/s", flush=True)
+
+            def one(clients: int) -> dict:
+                run = measured(service, url, file, clients, args.duration, args.warmup)  # noqa: B023
+                print(f"{name} {clients} clients: {run['goodput']:.1f} answers/s", flush=True)  # noqa: B023
+                return run
+
+            sweep = [one(c) for c in args.sweep] if args.sweep else until_saturated(one, args.max_clients)
             capacity = max(r["goodput"] for r in sweep)
             saturating = min(r["clients"] for r in sweep if r["goodput"] >= 0.95 * capacity)
             overloads = []
@@ -149,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     text = "\n".join(
         [
-            f"Command: `python -m loadtest.bench_overload`; {started}; {machine()}; load average "
+            f"Command: `{command}`; {started}; {machine()}; load average "
             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. {args.duration:g} s measured per run "
             f"after {args.warmup:g} s warm-up; `/sentiment` with 32 texts per request, `/generate` with 200 "
             "characters; clients retry at once, with no backoff.",
@@ -163,9 +196,9 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ]
     )
-    replace_section(args.doc, MARKER, text)
-    (REPO_ROOT / "runs").mkdir(exist_ok=True)
-    (REPO_ROOT / "runs" / "bench_overload.json").write_text(json.dumps(summaries, indent=2))
+    replace_section(args.doc, args.marker, text)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(summaries, indent=2))
     print(text)
 
 
