@@ -192,6 +192,7 @@ class Outcome:
     at: float  # when it finished (seconds since the soak started)
     latency_s: float
     error: str | None
+    path: str = ""
 
 
 async def call(conns: Connections, request: Request, models: frozenset[str], timeout: float) -> str | None:
@@ -308,7 +309,7 @@ async def soak(
     async def one(request: Request, due: float) -> None:
         error = await call(conns, request, served[request.path], timeout)
         done = time.perf_counter() - start
-        outcome = Outcome(done, done - due, error)
+        outcome = Outcome(done, done - due, error, request.path)
         result.outcomes.append(outcome)
         window.append(outcome)
         if error is not None:
@@ -346,7 +347,7 @@ async def soak(
         if len(running) >= max_in_flight:  # the server fell far behind: that is an error, not a queue
             error = f"{request.path}: over {max_in_flight} requests in flight"
             result.errors[error] = result.errors.get(error, 0) + 1
-            outcome = Outcome(time.perf_counter() - start, 0.0, error)
+            outcome = Outcome(time.perf_counter() - start, 0.0, error, request.path)
             result.outcomes.append(outcome)
             window.append(outcome)
             continue
@@ -417,6 +418,22 @@ def verdict(result: Soak) -> list[Bar]:
     else:
         bars.append(Bar("p99 drift", "too few answers in the first or last window", False))
     return bars
+
+
+def by_endpoint(result: Soak) -> list[list]:
+    """Per endpoint: requests, errors, and p50/p99/max of the correct answers' latency (ms)."""
+    rows = []
+    for path in sorted({o.path for o in result.outcomes}):
+        mine = [o for o in result.outcomes if o.path == path]
+        ok = np.array([o.latency_s for o in mine if o.error is None]) * 1000
+        p50, p99 = np.percentile(ok, [50, 99]) if ok.size else (float("nan"), float("nan"))
+        top = float(ok.max()) if ok.size else float("nan")
+        errors = sum(o.error is not None for o in mine)
+        rows.append([f"`{path}`", len(mine), errors, f"{p50:.1f}", f"{p99:.1f}", f"{top:.1f}"])
+    return rows
+
+
+ENDPOINT_HEADER = ["endpoint", "requests", "errors", "p50 ms", "p99 ms", "max ms"]
 
 
 def write_csv(path: Path, samples: list[dict[str, float]]) -> None:
@@ -526,6 +543,8 @@ def run(args: argparse.Namespace, base: str, pid: int | None) -> int:
         print(f"  {'PASS' if bar.ok else 'FAIL'}  {bar.name}: {bar.value}")
     for error, count in sorted(result.errors.items(), key=lambda kv: -kv[1])[:10]:
         print(f"    {count} x {error}")
+    for row in by_endpoint(result):
+        print("  " + "  ".join(f"{h} {v}" for h, v in zip(ENDPOINT_HEADER, row, strict=True)))
     if args.doc is not None:
         write_doc(args, rate, result, bars)
     return 0 if all(bar.ok for bar in bars) else 1
@@ -552,6 +571,8 @@ def write_doc(args: argparse.Namespace, rate: float, result: Soak, bars: list[Ba
             markdown_table(
                 ["bar", "measured", "met"], [[b.name, b.value, "yes" if b.ok else "**no**"] for b in bars]
             ),
+            "",
+            markdown_table(ENDPOINT_HEADER, by_endpoint(result)),
             "",
             "![soak: latency, memory, open files, threads and answers over time]"
             f"({image.relative_to(args.doc.parent)})",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.soak import CSV_FIELDS, Outcome, Soak, verdict, windows
+from loadtest.soak import CSV_FIELDS, Outcome, Soak, by_endpoint, verdict, windows
 from tests.service.bundled import bundled_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +26,14 @@ def _soak(seconds: float, rss: list[float], latencies_first: float, latencies_la
     return Soak(
         samples=samples, outcomes=outcomes, errors={"HTTP 500": errors} if errors else {}, duration_s=seconds
     )
+
+
+def test_latency_and_errors_per_endpoint():
+    outcomes = [Outcome(float(i), 0.001 * (i + 1), None, "/sentiment") for i in range(100)]
+    outcomes += [Outcome(1.0, 2.5, None, "/translate"), Outcome(2.0, 0.0, "HTTP 503", "/translate")]
+    rows = by_endpoint(Soak(samples=[], outcomes=outcomes, errors={}, duration_s=100))
+    assert rows[0][:3] == ["`/sentiment`", 100, 0] and rows[0][5] == "100.0"
+    assert rows[1] == ["`/translate`", 2, 1, "2500.0", "2500.0", "2500.0"]
 
 
 def test_the_windows_are_the_bars_for_30_minutes_and_scale_for_shorter_runs():
