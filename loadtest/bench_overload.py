@@ -42,10 +42,12 @@ def generate_bodies(tokens: int = 200) -> list[dict]:
     return [{"prompt": prompt, "max_new_tokens": tokens, "seed": i} for i, prompt in enumerate(prompts)]
 
 
-def measured(service, url: str, bodies: Path, clients: int, duration: float, warmup: float) -> dict:
+def measured(
+    service, url: str, bodies: Path, clients: int, duration: float, warmup: float, client_nice: int = 0
+) -> dict:
     """One run with the server's CPU over it (seconds per measured second, warm-up excluded pro rata)."""
     cpu_before = service.cpu_seconds()
-    run = run_load(url, bodies, clients, duration, warmup)
+    run = run_load(url, bodies, clients, duration, warmup, client_nice)
     run["server_cpu_s_per_s"] = (service.cpu_seconds() - cpu_before) / (duration + warmup)
     run["clients"] = clients
     run["goodput"] = run["rps"]
@@ -67,10 +69,14 @@ def until_saturated(run: Callable[[int], dict], max_clients: int, rise: float = 
     return sweep
 
 
-def overload_rows(name: str, sweep: list[dict], overloads: list[dict]) -> tuple[list[list], dict]:
+def overload_rows(
+    name: str, sweep: list[dict], overloads: list[dict], saturating_clients: int | None = None
+) -> tuple[list[list], dict]:
     capacity_run = max(sweep, key=lambda r: r["goodput"])
     capacity = capacity_run["goodput"]
     saturating = min((r for r in sweep if r["goodput"] >= 0.95 * capacity), key=lambda r: r["clients"])
+    if saturating_clients:
+        saturating = {"clients": saturating_clients}
     cpu_per_answer = capacity_run["server_cpu_s_per_s"] / max(capacity, 1e-9)
     rows = [
         [name, f"{r['clients']} (sweep)", r["goodput"], "", r["ok_p99_ms"], r["rejections_per_s"], "", ""]
@@ -119,6 +125,19 @@ def main(argv: list[str] | None = None) -> None:
         " steps (or --max-clients)",
     )
     p.add_argument("--max-clients", type=int, default=256, help="largest count of the default sweep")
+    p.add_argument(
+        "--saturating",
+        type=int,
+        help="the saturating count s to overload from (4 s, 16 s clients), instead of the sweep's: for"
+        " comparing configurations at the same client counts",
+    )
+    p.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="run the load generator this many nice levels below the server (as if the clients ran on"
+        " other machines; they share this machine's cores)",
+    )
     p.add_argument("--marker", default=MARKER, help="the docs section to rewrite (a variant gets its own)")
     p.add_argument("--json", type=Path, default=REPO_ROOT / "runs" / "bench_overload.json")
     p.add_argument("--only", choices=["sentiment", "generate"], nargs="+", default=["sentiment", "generate"])
@@ -148,17 +167,22 @@ def main(argv: list[str] | None = None) -> None:
             url = f"{service}{path}"
 
             def one(clients: int) -> dict:
-                run = measured(service, url, file, clients, args.duration, args.warmup)  # noqa: B023
+                timing = (args.duration, args.warmup, args.client_nice)
+                run = measured(service, url, file, clients, *timing)  # noqa: B023
                 print(f"{name} {clients} clients: {run['goodput']:.1f} answers/s", flush=True)  # noqa: B023
                 return run
 
             sweep = [one(c) for c in args.sweep] if args.sweep else until_saturated(one, args.max_clients)
             capacity = max(r["goodput"] for r in sweep)
-            saturating = min(r["clients"] for r in sweep if r["goodput"] >= 0.95 * capacity)
+            saturating = args.saturating or min(
+                r["clients"] for r in sweep if r["goodput"] >= 0.95 * capacity
+            )
             overloads = []
             for factor in (4, 16):
                 overloads.append(
-                    measured(service, url, file, factor * saturating, args.duration, args.warmup)
+                    measured(
+                        service, url, file, factor * saturating, args.duration, args.warmup, args.client_nice
+                    )
                 )
                 r = overloads[-1]
                 print(
@@ -167,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"statuses {r['statuses']}",
                     flush=True,
                 )
-            name_rows, summaries[name] = overload_rows(name, sweep, overloads)
+            name_rows, summaries[name] = overload_rows(name, sweep, overloads, args.saturating)
             rows += name_rows
     load_after = os.getloadavg()
     header = [
@@ -185,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
             f"Command: `{command}`; {started}; {machine()}; load average "
             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. {args.duration:g} s measured per run "
             f"after {args.warmup:g} s warm-up; `/sentiment` with 32 texts per request, `/generate` with 200 "
-            "characters; clients retry at once, with no backoff.",
+            "characters; clients retry at once, with no backoff"
+            + (f"; the load generator at nice {args.client_nice}." if args.client_nice else "."),
             "",
             markdown_table(header, rows),
             "",

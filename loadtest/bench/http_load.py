@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -155,13 +156,20 @@ async def run_load_async(
     }
 
 
-def run_load(url: str, bodies: Path, clients: int, duration: float, warmup: float) -> dict:
+def run_load(url: str, bodies: Path, clients: int, duration: float, warmup: float, nice: int = 0) -> dict:
     """Runs this generator in a process of its own (so it shares no interpreter with the caller or the
-    server) and returns its result: ``clients`` closed-loop clients posting ``bodies`` (JSONL) to ``url``."""
+    server) and returns its result: ``clients`` closed-loop clients posting ``bodies`` (JSONL) to ``url``.
+    ``nice`` > 0 runs it below the server's priority, as if the clients ran on other machines."""
     cmd = [sys.executable, "-m", "loadtest.bench.http_load", "--url", url, "--bodies", str(bodies)]
     cmd += ["--concurrency", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
     done = subprocess.run(
-        cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=duration + warmup + 120
+        cmd,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + warmup + 120,
+        preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None,
     )
     return json.loads(done.stdout)
 
