@@ -51,6 +51,7 @@ from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
 from loadtest.bench.report import markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT
+from loadtest.bench_sentiment import InProcessOrt
 from loadtest.peers import install
 from loadtest.peers.servers import (
     Server,
@@ -183,6 +184,34 @@ def result_rows(results: dict, models: Sequence[str], clients: Sequence[int], se
     return rows
 
 
+def in_process_ceiling(version_dir: Path, manifest, texts: list[str]) -> dict[int, dict[int, float]]:
+    """The served graph alone in this process (inputs pre-encoded), sentences/s by intra-op threads (1 and
+    2) and batch size: what no server of this model can exceed here."""
+    return {
+        threads: {
+            b: round(r) for b, r in InProcessOrt(version_dir, manifest, texts, settings).sweep().items()
+        }
+        for threads, settings in (
+            (1, Settings(ort_intra_op_threads=1)),
+            (2, Settings(ort_intra_op_threads=2)),
+        )
+    }
+
+
+def ceiling_sentence(ceiling: dict, results: dict, clients: int) -> str:
+    threads, batch, best = max(
+        ((int(t), int(b), r) for t, by_batch in ceiling.items() for b, r in by_batch.items()),
+        key=lambda x: x[2],
+    )
+    by_clients = results.get(clients) or results.get(str(clients)) or {}
+    served = (by_clients.get("rnnserve") or {}).get("rps")
+    share = f"; rnnserve at {clients} clients: {served / best:.0%} of it" if served else ""
+    return (
+        "In-process ceiling (ONNX Runtime alone, inputs pre-encoded, best batch of 1-128 with 1 or 2 intra-op"
+        f" threads): {best:,.0f} sentences/s at batch {batch} with {plural(threads, 'thread')}{share}."
+    )
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
 
@@ -238,6 +267,8 @@ def render(info: dict) -> str:
             )
         idle = ", ".join(f"{NAMES[s]} {u:.1f}%" for s, u in cfg["idle_cpu_pct"].items())
         parts.append(f"Idle CPU (% of one core, while no server was loaded): {idle}.")
+        if cfg.get("ceiling"):
+            parts.append(ceiling_sentence(cfg["ceiling"], info["results"][model], max(clients)))
         lines += ["- " + " ".join(parts)]
     lines += [
         "",
@@ -439,6 +470,8 @@ def main(argv: list[str] | None = None) -> None:
             workdir.mkdir()
             print(f"== {model} v{version}: {len(texts)} sentences of 15-25 tokens", flush=True)
             cfg: dict[str, Any] = {"version": version, "parity": {}}
+            cfg["ceiling"] = in_process_ceiling(version_dir, manifest, texts)
+            print(f"  in-process ceiling (sentences/s by threads and batch): {cfg['ceiling']}", flush=True)
             with contextlib.ExitStack() as stack:
                 servers: dict[str, Server] = {}
                 servers["rnnserve"] = stack.enter_context(running_rnnserve(args.repository, model, workdir))

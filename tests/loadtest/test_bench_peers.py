@@ -16,6 +16,7 @@ import pytest
 from loadtest.bench import procs
 from loadtest.bench.procs import ProcessTree, ProcStat, descendants, parse_stat, tree_by_name, tree_ticks
 from loadtest.bench_peers import (
+    ceiling_sentence,
     compare_answers,
     cpu_us_per_request,
     max_score_difference,
@@ -393,3 +394,12 @@ def test_stop_tree_also_ends_children_that_outlive_their_parent(tmp_path: Path):
         time.sleep(0.05)  # killed; its new parent (init or a subreaper) reaps it
     state = Path(f"/proc/{child}/stat")
     assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_the_ceiling_is_the_best_batch_and_thread_count_and_the_service_is_set_against_it():
+    ceiling = {1: {1: 400, 16: 900}, 2: {1: 350, 128: 1500}}
+    results = {64: {"rnnserve": {"rps": 1200.0}}}
+    text = ceiling_sentence(ceiling, results, 64)
+    assert "1,500 sentences/s at batch 128 with 2 threads" in text
+    assert "rnnserve at 64 clients: 80% of it" in text
+    assert "of it" not in ceiling_sentence(ceiling, {}, 64)
