@@ -115,12 +115,12 @@ class Settings(BaseSettings):
         False, description="let ORT threads spin-wait (faster on a dedicated box, steals CPU from HTTP here)"
     )
     event_loop_nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
         description="Linux: the event loop thread runs this many nice levels below the model threads, so"
-        " that refusing an overload cannot slow the work already admitted (service/priority.py); 0: one"
-        " priority for all threads",
+        " that refusing an overload slows the work already admitted less (service/priority.py); it costs"
+        " throughput at capacity, so 0 (one priority for all threads) is the default",
     )
     batching: dict[str, BatchingConfig] = Field(default_factory=dict, description="per-task overrides")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
