@@ -6,7 +6,8 @@ ONNX Runtime with the GIL released). When clients push far past capacity, the ev
 them; at equal priority it takes half of a core from the model thread, so the work already admitted runs
 at half speed and goodput falls as the refusals rise. With ``RNNSERVE_EVENT_LOOP_NICE`` (Linux), the
 event loop thread runs that many nice levels below the model threads: it still gets every cycle the model
-threads leave, so nothing changes while the model threads wait for work, but it no longer slows them.
+threads leave, but it no longer slows them. The price is throughput at capacity whenever anything else
+at normal priority wants the cores too, so it is off (0) by default (docs/experiments.md).
 
 Linux gives each thread its own nice value and a new thread inherits its creator's, and only a
 privileged process may lower a thread's nice value again. So the model threads are started by a
