@@ -96,10 +96,12 @@ def start_thread(thread: threading.Thread) -> None:
 
 
 def thread_pool(name: str) -> ThreadPoolExecutor:
-    """A one-thread executor whose thread runs at the model threads' priority (started now, so that the
-    executor never starts one from the caller's thread later)."""
+    """A one-thread executor whose thread runs at the model threads' priority: with the event loop
+    lowered, its thread is started now, by the spawner, so that the executor never starts one from the
+    caller's thread later; otherwise at its first call, as usual."""
     executor = ThreadPoolExecutor(1, thread_name_prefix=name)
-    _run_at_model_priority(lambda: executor.submit(_nothing).result())
+    if _spawner is not None:
+        _spawner.run(lambda: executor.submit(_nothing).result())
     return executor
 
 
