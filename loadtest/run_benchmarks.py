@@ -100,6 +100,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         typical_s=150,
     ),
     Benchmark(
+        "http-floor",
+        "loadtest.bench_http_floor",
+        quick_args=("--seconds", "3", "--warmup", "1", "--rounds", "1"),
+        typical_s=90,
+    ),
+    Benchmark(
         "loadtest-mix",
         "loadtest.loadrun",
         args=("--run-time", "60s", "--users", "16"),
