@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loadtest.bench.http_load import run_load
-from loadtest.bench.report import markdown_table, measured_with, replace_section
+from loadtest.bench.report import markdown_table, measured_with, median_of, replace_section
 from loadtest.bench.server import REPO_ROOT, Service, free_port, running_service, stop_service, wait_ready
+from loadtest.bench_peers import cpu_us_per_request
 from loadtest.bench_sentiment import machine
 from service.config import Settings
 
@@ -61,10 +61,9 @@ def children_cpu_s() -> float:
 def measure(service: Service, path: str, bodies: Path, clients: int, seconds: float, warmup: float) -> dict:
     server_before, client_before = service.cpu_seconds(), children_cpu_s()
     run = run_load(f"{service}{path}", bodies, clients, seconds, warmup)
-    served = max(1, run["requests"] - run["errors"])
-    span = seconds + warmup  # CPU over warm-up and measured window, requests extrapolated pro rata
-    run["server_cpu_us"] = (service.cpu_seconds() - server_before) / (served * span / seconds) * 1e6
-    run["client_cpu_us"] = (children_cpu_s() - client_before) / (served * span / seconds) * 1e6
+    served = run["requests"] - run["errors"]
+    run["server_cpu_us"] = cpu_us_per_request(service.cpu_seconds() - server_before, served, seconds, warmup)
+    run["client_cpu_us"] = cpu_us_per_request(children_cpu_s() - client_before, served, seconds, warmup)
     return run
 
 
@@ -100,7 +99,7 @@ HEADER += ["load generator CPU µs/request", "errors"]
 def table(runs: dict[tuple[str, int], list[dict]]) -> str:
     rows = []
     for (name, clients), rs in runs.items():
-        m = {k: statistics.median(r[k] for r in rs) for k in COLUMNS}
+        m = median_of(rs, COLUMNS)
         latency = [f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}"]
         cpu = [f"{m['server_cpu_us']:.0f}", f"{m['client_cpu_us']:.0f}"]
         rows.append([name, clients, f"{m['rps']:,.0f}", *latency, *cpu, sum(r["errors"] for r in rs)])

@@ -52,10 +52,6 @@ class BatchCostModel:
     def measured(self) -> bool:
         return any(self._per_item)
 
-    def per_item_s(self, n: int = 1) -> float:
-        """The time per item of a batch of ``n`` (0.0 until a batch has been measured)."""
-        return self.batch_s(n) / n if n >= 1 else 0.0
-
     def batch_s(self, n: int) -> float:
         """The expected time of one model call on ``n`` items (0.0 until a batch has been measured)."""
         if n < 1:
