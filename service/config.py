@@ -135,7 +135,8 @@ class Settings(BaseSettings):
         False,
         description="load and warm the models before the port accepts connections: for a balancer without"
         " readiness checks (nginx), a starting replica then refuses connections, which the balancer retries"
-        " elsewhere, instead of answering 503 while it loads; /health does not answer meanwhile either",
+        " elsewhere, instead of answering 503 while it loads; /health does not answer meanwhile either. The"
+        " port also closes at once at SIGTERM (no drain with it open), which such a balancer also retries",
     )
     model_control: Literal["none", "poll", "explicit"] = Field(
         "none",
@@ -159,7 +160,11 @@ class Settings(BaseSettings):
         description="FastAPI's native OpenTelemetry instrumentation (needs an OTel SDK set up in the "
         "process); off, the service reports through /metrics only and skips per-request provider lookups",
     )
-    shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful-shutdown bound for in-flight work")
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="bound on each shutdown step: the admitted requests, those still running, the queues",
+    )
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict,
         description='API keys and the models each may use: {"key": ["*"]} (every model), {"key": '

@@ -5,7 +5,8 @@ answers at once and ``/ready`` turns 200 when every task's default model is warm
 ``listen_when_ready``, start-up waits for that task, and uvicorn opens the port only then); then the
 model-control loop (``service.model_control``: poll the repository, or follow other processes' load and
 unload orders) runs until shutdown. Shutdown (uvicorn stops accepting and waits for in-flight requests
-on SIGTERM) stops that loop, then drains every batcher.
+on SIGTERM, once ``service.drain`` has let the admitted requests finish) stops that loop, then drains
+every batcher.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from service.api.openapi import install_openapi
 from service.api.routes import health, models
 from service.auth import AuthMiddleware, limits_models, load_api_keys
 from service.config import Settings, get_settings
+from service.drain import Drain
 from service.logs import configure_logging, flush_logs
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     metrics = Metrics()
     repository = ModelRepository(settings, plugins, metrics, WorkerGroup.from_env(settings.process_count))
     api_keys = load_api_keys(settings)  # a missing or malformed keys file stops the start here
+    drain = Drain(settings.shutdown_timeout_s, on_start=repository.begin_drain)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,7 +79,10 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
             await asyncio.shield(app.state.loading)
         app.state.controlling = asyncio.create_task(control.run(app.state.loading), name="model-control")
         app.state.watching = asyncio.create_task(repository.watch_faults(), name="watch-faults")
+        if not settings.listen_when_ready:  # (with it, the open port is the readiness signal: see drain)
+            drain.install()  # SIGTERM drains the admitted requests before uvicorn closes the port
         yield
+        drain.uninstall()
         log.info("shutting down: draining batch queues")
         for task in (app.state.watching, app.state.controlling, app.state.loading):
             await _cancel(task)
@@ -98,9 +104,12 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     app.state.metrics = metrics
     app.state.repository = repository
     app.state.control = control
+    app.state.drain = drain
     install_error_handlers(app)
     # Middleware added last runs first: request id, body limit and access log; CORS; API keys; admission.
-    app.add_middleware(AdmissionMiddleware, repository=repository, task_paths=_task_paths(plugins))
+    app.add_middleware(
+        AdmissionMiddleware, repository=repository, task_paths=_task_paths(plugins), drain=drain
+    )
     if api_keys:
         app.add_middleware(AuthMiddleware, keys=api_keys, public_paths=settings.public_paths)
     if settings.cors_origins:

@@ -116,6 +116,7 @@ class ModelRepository:
         self.entries: dict[str, ModelEntry] = {}
         self.defaults: dict[str, str] = {}
         self.loading_done = False
+        self.draining = False  # after SIGTERM: not ready, whatever the models' states
         self._retiring: set[asyncio.Task[None]] = set()  # replaced or unloaded models, draining
         self._shutting_down = asyncio.Event()  # ends the handover of replaced versions at once
 
@@ -411,6 +412,11 @@ class ModelRepository:
         with several serving processes, in every one of them."""
         return self.workers.readiness(*self._own_readiness())
 
+    def begin_drain(self) -> None:
+        """SIGTERM arrived (``service.drain``): readiness turns false here and for the other processes."""
+        self.draining = True
+        self.publish()
+
     def publish(self) -> None:
         """Tells the other serving processes this one's readiness and model states (on every change)."""
         ready, reasons = self._own_readiness()
@@ -422,6 +428,8 @@ class ModelRepository:
             reasons["*"] = "models are loading"
         if not self.defaults:
             reasons["*"] = "no model in the repository"
+        if self.draining:
+            reasons["*"] = "the process is shutting down"
         for task, name in self.defaults.items():
             entry = self.entries.get(name)
             if entry is None:

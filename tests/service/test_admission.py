@@ -1,4 +1,5 @@
-"""Admission by time: refusals by expected wait, and refusal before the body is read."""
+"""Admission by time: refusals by expected wait, refusal before the body is read, and refusal of every
+POST while the process drains."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from service.admission import AdmissionMiddleware
+from service.drain import Drain
 from service.errors import QueueFull
 from tests.service.test_batching import Recorder, make, wait_entered
 
@@ -113,7 +115,7 @@ def test_a_refusal_is_answered_before_the_body_is_read():
 
     refusal = QueueFull("model is overloaded", limit=8, headers={"Retry-After": "3"})
     repository = _Repository(refusal)
-    middleware = AdmissionMiddleware(app, repository, {"/sentiment": "sentiment"})
+    middleware = AdmissionMiddleware(app, repository, {"/sentiment": "sentiment"}, Drain(1.0))
     start, body, received = asyncio.run(_call(middleware, "/sentiment"))
     assert start["status"] == 503 and (b"retry-after", b"3") in start["headers"]
     assert json.loads(body)["error"]["code"] == "queue_full"
@@ -130,6 +132,50 @@ def test_an_admitted_request_goes_on_untouched():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    middleware = AdmissionMiddleware(app, _Repository(None), {"/sentiment": "sentiment"})
+    middleware = AdmissionMiddleware(app, _Repository(None), {"/sentiment": "sentiment"}, Drain(1.0))
     start, _, _ = asyncio.run(_call(middleware, "/sentiment"))
     assert start["status"] == 200 and reached == ["/sentiment"]
+
+
+def test_admitted_posts_are_counted_until_they_end_even_when_they_fail():
+    drain = Drain(1.0)
+    seen: list[int] = []
+
+    async def app(scope, receive, send):
+        seen.append(drain.in_flight)
+        if scope["path"] == "/fails":
+            raise RuntimeError("boom")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = AdmissionMiddleware(app, _Repository(None), {}, drain)
+    asyncio.run(_call(middleware, "/v1/completions"))
+    with pytest.raises(RuntimeError):
+        asyncio.run(_call(middleware, "/fails"))
+    assert seen == [1, 1] and drain.in_flight == 0
+
+
+def test_while_draining_every_post_is_refused_with_connection_close():
+    drain = Drain(1.0)
+    drain.start()
+    reached: list[str] = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    repository = _Repository(None)
+    middleware = AdmissionMiddleware(app, repository, {"/sentiment": "sentiment"}, drain)
+    for path in ("/sentiment", "/v1/completions", "/v2/repository/models/x/load"):
+        start, body, received = asyncio.run(_call(middleware, path))
+        assert start["status"] == 503 and json.loads(body)["error"]["code"] == "shutting_down"
+        assert (b"retry-after", b"1") in start["headers"] and (b"connection", b"close") in start["headers"]
+        assert received == []
+    scope = {"type": "http", "method": "GET", "path": "/ready", "headers": []}
+    asyncio.run(middleware(scope, None, _discard))  # reads go on: /ready says why it is not ready
+    assert reached == ["/ready"] and repository.asked == [] and drain.in_flight == 0
+
+
+async def _discard(message) -> None:
+    pass

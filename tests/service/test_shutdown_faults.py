@@ -96,6 +96,82 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
     _assert_clean_log(svc)
 
 
+def test_while_a_stream_drains_new_requests_get_503_and_the_port_stays_open(service, tmp_path):
+    """uvicorn alone closes its port at SIGTERM, and a client already connected then reads a reset; here
+    the port stays open while the admitted stream runs, and a new request is answered 503."""
+    root = bundled_repository(tmp_path / "models", names=["generation-gru"])
+    # every step 5 ms slower: the 1000 characters take more than 5 s
+    svc = service(root, faults=True, RNNSERVE_SHUTDOWN_TIMEOUT_S="60", **{DELAY_ENV: "0.005"})
+    svc.wait("/ready")
+    ending: list[dict] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        body = {"prompt": "ROMEO:", "max_new_tokens": 1000, "seed": 3, "stream": True}
+        events = []
+        with httpx.stream("POST", f"{svc.base}/generate", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    started.set()
+        ending.append(events[-1])
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    assert started.wait(30), "the stream did not start"
+    svc.sigterm()
+    wait_until(lambda: svc.get("/ready").status_code == 503, 10, "readiness to turn false")
+    assert svc.get("/ready").json()["reasons"] == {"*": "the process is shutting down"}
+    late = httpx.post(f"{svc.base}/generate", json={"prompt": "ROMEO:", "max_new_tokens": 5}, timeout=10)
+    assert late.status_code == 503 and late.json()["error"]["code"] == "shutting_down", late.text
+    assert late.headers["retry-after"] == "1" and late.headers["connection"] == "close"
+    assert svc.process.poll() is None and thread.is_alive(), "the drain ended before the stream did"
+    thread.join(60)
+    assert ending and ending[0].get("finish_reason") == "length", ending
+    assert svc.process.wait(60) in EXITED_ON_SIGTERM
+    log = svc.output()
+    assert "draining 1 request(s) in flight" in log, log[-3000:]
+    _assert_clean_log(svc)
+
+
+def test_with_listen_when_ready_the_port_closes_at_sigterm_and_the_stream_still_ends(service, tmp_path):
+    """For a balancer without readiness checks the open port is the signal: closed at SIGTERM, so the
+    balancer retries new requests elsewhere; the admitted stream still runs to its end."""
+    root = bundled_repository(tmp_path / "models", names=["generation-gru"])
+    svc = service(
+        root,
+        faults=True,
+        RNNSERVE_SHUTDOWN_TIMEOUT_S="60",
+        RNNSERVE_LISTEN_WHEN_READY="true",
+        **{DELAY_ENV: "0.005"},
+    )
+    svc.wait("/ready")
+    ending: list[dict] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        body = {"prompt": "ROMEO:", "max_new_tokens": 1000, "seed": 3, "stream": True}
+        events = []
+        with httpx.stream("POST", f"{svc.base}/generate", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    started.set()
+        ending.append(events[-1])
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    assert started.wait(30), "the stream did not start"
+    svc.sigterm()
+    wait_until(lambda: not svc.answers("/health"), 10, "the port to close")
+    assert thread.is_alive(), "the stream ended before the port closed"
+    thread.join(60)
+    assert ending and ending[0].get("finish_reason") == "length", ending
+    assert svc.process.wait(60) in EXITED_ON_SIGTERM
+    assert "in flight (new ones get 503" not in svc.output()
+    _assert_clean_log(svc)
+
+
 def test_streams_still_running_at_the_shutdown_bound_end_with_an_error_event(service, tmp_path):
     root = bundled_repository(tmp_path / "models", names=["generation-gru"])
     # every step 5 ms slower: 1000 characters take more than 5 s, far past the 1 s bound
