@@ -33,6 +33,10 @@ class Token:
 class Tokenizer(Protocol):
     def tokenize(self, text: str) -> list[Token]: ...
 
+    def words(self, text: str) -> list[str]:
+        """The token texts of ``tokenize``, without offsets (what encoding for a model needs; faster)."""
+        ...
+
     def spec(self) -> dict[str, Any]: ...
 
 
@@ -67,6 +71,10 @@ class WordTokenizer:
             tokens.append(Token(word.lower() if self.lowercase else word, match.start(), match.end()))
         return tokens
 
+    def words(self, text: str) -> list[str]:
+        words = _WORD_PATTERN.findall(text)  # the pattern has no groups: whole matches
+        return [w.lower() for w in words] if self.lowercase else words
+
     def spec(self) -> dict[str, Any]:
         return {"type": "word", "lowercase": self.lowercase}
 
@@ -83,6 +91,10 @@ class WhitespaceTokenizer:
             for m in re.finditer(r"\S+", text)
         ]
 
+    def words(self, text: str) -> list[str]:
+        words = text.split()  # str.isspace, as the pattern's \S
+        return [w.lower() for w in words] if self.lowercase else words
+
     def spec(self) -> dict[str, Any]:
         return {"type": "whitespace", "lowercase": self.lowercase}
 
@@ -93,6 +105,9 @@ class CharTokenizer:
 
     def tokenize(self, text: str) -> list[Token]:
         return [Token(ch, i, i + 1) for i, ch in enumerate(text)]
+
+    def words(self, text: str) -> list[str]:
+        return list(text)
 
     def spec(self) -> dict[str, Any]:
         return {"type": "char"}

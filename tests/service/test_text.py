@@ -61,6 +61,13 @@ def test_offsets_point_into_the_original_text(tokenizer, text: str) -> None:
 
 
 @pytest.mark.parametrize("tokenizer", TOKENIZERS, ids=lambda t: str(t.spec()))
+@given(text=st.text(max_size=200) | st.text(alphabet=" \t\n\x1c\x85\u00a0\u2028İI'n.t-3,sS", max_size=60))
+def test_words_are_the_token_texts(tokenizer, text: str) -> None:
+    """``words`` is the fast path models encode with; it must never differ from ``tokenize``."""
+    assert tokenizer.words(text) == [t.text for t in tokenizer.tokenize(text)]
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS, ids=lambda t: str(t.spec()))
 def test_tokenizer_rebuilds_from_its_spec(tokenizer) -> None:
     assert build_tokenizer(tokenizer.spec()) == tokenizer
 

@@ -40,6 +40,7 @@ def test_sentencepiece_ids_are_the_project_vocab_ids_and_detokenize(tmp_path):
     ids = tokenizer.encode_ids(text)
     assert min(ids) > 3 and tokenizer.detokenize(ids) == text
     tokens = tokenizer.tokenize(text)
+    assert tokenizer.words(text) == [t.text for t in tokens]
     assert "".join(text[t.start : t.end] for t in tokens).replace(" ", "") == text.replace(" ", "")
     rebuilt = build_tokenizer(tokenizer.spec(), tmp_path)  # the manifest spec, resolved in the version folder
     assert rebuilt.encode_ids(text) == ids

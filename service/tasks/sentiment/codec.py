@@ -27,7 +27,7 @@ class SentimentCodec:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of a text, truncated to ``max_tokens``; never empty (an empty text is one ``<unk>``)."""
-        ids = self.vocab.encode(t.text for t in self.tokenizer.tokenize(text))[: self.max_tokens]
+        ids = self.vocab.encode(self.tokenizer.words(text))[: self.max_tokens]
         return ids or [self.vocab.unk_id]
 
     def collate(self, encoded: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:

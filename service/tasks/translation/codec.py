@@ -41,6 +41,9 @@ class SentencePieceTokenizer:
         to_char = {b: i for i, b in enumerate(char_at)}
         return [Token(p.piece, to_char.get(p.begin, 0), to_char.get(p.end, len(text))) for p in proto.pieces]
 
+    def words(self, text: str) -> list[str]:
+        return self.processor.encode(text, out_type=str)
+
     def encode_ids(self, text: str) -> list[int]:
         return self.processor.encode(text)
 

@@ -71,7 +71,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             self.paths[split] = self.settings.resolve_data_path(rel)
             rows[split] = read_labelled_text(self.paths[split], data.text_column, data.label_column)
         tokenizer = self._tokenizer()
-        train_tokens = [[t.text for t in tokenizer.tokenize(r.text)] for r in rows["train"]]
+        train_tokens = [tokenizer.words(r.text) for r in rows["train"]]
         vocab = Vocab.build(train_tokens, min_freq=data.min_freq, max_size=data.max_vocab)
         self.raw_labels = data.labels or sorted({r.label for r in rows["train"]})
         names = data.label_names or self.raw_labels
