@@ -35,7 +35,7 @@ from loadtest.bench_overload import sentiment_bodies
 STAGES: tuple[tuple[str, str], ...] = (
     ("model call (ONNX Runtime)", r"^Session\.run "),
     ("tokenize and encode", r"\(service/(text|tasks/\w+/codec)\.py\)"),
-    ("error answer", r"^(public_message|error_body|error_response|_service_error) "),
+    ("error answer", r"^(public_message|error_body|error_response|service_error_response) "),
     ("access log and metrics", r"^(Logger\.\w+|Metrics\.observe_request|RequestContextMiddleware\._record) "),
     (
         "request body and validation",

@@ -27,7 +27,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__, priority
 from service.admission import AdmissionMiddleware
-from service.api.errors import install_error_handlers
+from service.api.dispatch import DirectDispatch
+from service.api.errors import install_error_handlers, service_error_response
 from service.api.openapi import install_openapi
 from service.api.routes import health, models
 from service.auth import AuthMiddleware, limits_models, load_api_keys
@@ -106,7 +107,12 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
     app.state.control = control
     app.state.drain = drain
     install_error_handlers(app)
-    # Middleware added last runs first: request id, body limit and access log; CORS; API keys; admission.
+    task_routers = [r for p in plugins for r in (p.router, *p.routers) if r is not None]
+    for router in (*task_routers, health.router, models.router, v2.router, v2_repository.router, ui.router):
+        _add_routes(app, router)
+    # Middleware added last runs first: request id, body limit and access log; CORS; API keys; admission;
+    # the hot routes' direct dispatch.
+    app.add_middleware(DirectDispatch, routes=app.router.routes, on_error=service_error_response)
     app.add_middleware(
         AdmissionMiddleware, repository=repository, task_paths=_task_paths(plugins), drain=drain
     )
@@ -127,9 +133,6 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         max_body_bytes=settings.limits.max_body_bytes,
         access_log=settings.access_log,
     )
-    task_routers = [r for p in plugins for r in (p.router, *p.routers) if r is not None]
-    for router in (*task_routers, health.router, models.router, v2.router, v2_repository.router, ui.router):
-        _add_routes(app, router)
     install_openapi(app, settings, repository, auth=bool(api_keys), model_limits=limits_models(api_keys))
     return app
 

@@ -22,14 +22,14 @@ def error_response(
     return JSONResponse(error_body(code, message, field, limit), status_code=status, headers=headers)
 
 
-async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+async def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
     if exc.status_code >= 500:
         log.warning("%s: %s", exc.code, exc.message)
     return error_response(exc.status_code, exc.code, exc.message, exc.field, exc.limit, exc.headers)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return await _service_error(request, validation_error(exc.errors()))
+    return await service_error_response(request, validation_error(exc.errors()))
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -40,6 +40,6 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ServiceError, service_error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
