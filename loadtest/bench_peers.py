@@ -270,10 +270,11 @@ def render(info: dict) -> str:
         if cfg.get("ceiling"):
             parts.append(ceiling_sentence(cfg["ceiling"], info["results"][model], max(clients)))
         lines += ["- " + " ".join(parts)]
+    ray = f" Ray {v['ray']};" if "ray" in v else ""  # (not installed when only TorchServe ran)
     lines += [
         "",
         f"Versions: TorchServe {v.get('torchserve', '?')} (torch {v.get('torch', '?')},"
-        f" {v.get('java', 'java ?')}), Ray {v.get('ray', '?')}; Python {v.get('python', '?')}.",
+        f" {v.get('java', 'java ?')}),{ray} Python {v.get('python', '?')}.",
         f"Machine: {info['machine']}; load averages (1 / 5 / 15 min) {fmt_load(info['load_before'])}"
         f" before and {fmt_load(info['load_after'])} after the runs (other processes shared the cores"
         " when these exceed what the benchmark itself puts on them, about 2).",

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         " that refusing an overload slows the work already admitted less (service/priority.py); it costs"
         " throughput at capacity, so 0 (one priority for all threads) is the default",
     )
+    gil_switch_interval_ms: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="Python's GIL switch interval: the longest a model thread waits for the GIL while the"
+        " event loop holds it (service/priority.py)",
+    )
     batching: dict[str, BatchingConfig] = Field(default_factory=dict, description="per-task overrides")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     default_models: dict[str, str] = Field(

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        priority.set_gil_switch_interval(settings.gil_switch_interval_ms)
         priority.lower_event_loop(settings.event_loop_nice)  # before any model thread starts
         repository.scan()
         await control.prepare()

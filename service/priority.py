@@ -86,6 +86,15 @@ def lower_event_loop(nice: int) -> bool:
     return True
 
 
+def set_gil_switch_interval(ms: float) -> None:
+    """How long a thread holding the GIL keeps it while another thread asks for it. A model thread needs
+    the GIL for a moment between ONNX Runtime calls (to encode, to hand results over, to start the next
+    step); while the event loop is busy (refusing an overload) it waits up to this long each time, so a
+    generation step or a batch that needs the GIL several times is slowed by as many waits. Python's
+    default is 5 ms."""
+    sys.setswitchinterval(ms / 1000)
+
+
 def _run_at_model_priority(call: Callable[[], R]) -> R:
     return call() if _spawner is None else _spawner.run(call)
 

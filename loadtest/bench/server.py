@@ -69,10 +69,15 @@ class Service(str):
 
 
 def start_service(
-    env: dict[str, str], log_path: Path | None = None, port: int | None = None, capture: bool = False
+    env: dict[str, str],
+    log_path: Path | None = None,
+    port: int | None = None,
+    capture: bool = False,
+    tree: Path = REPO_ROOT,
 ) -> Service:
     """Starts ``python -m service`` on 127.0.0.1 (``port``, else a free one) without waiting for it; its
-    output goes to ``log_path``, or with ``capture`` to ``service.process.stdout`` (text), else nowhere."""
+    output goes to ``log_path``, or with ``capture`` to ``service.process.stdout`` (text), else nowhere.
+    ``tree``: the source tree to run it from (another checkout, for a before/after comparison)."""
     port = port or free_port()
     full_env = {
         **os.environ,
@@ -84,7 +89,7 @@ def start_service(
     log = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed by stop_service
     proc = subprocess.Popen(
         [sys.executable, "-m", "service"],
-        cwd=REPO_ROOT,
+        cwd=tree,
         env=full_env,
         stdout=log or (subprocess.PIPE if capture else subprocess.DEVNULL),
         stderr=log or (subprocess.STDOUT if capture else subprocess.DEVNULL),
