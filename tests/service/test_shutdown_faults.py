@@ -96,13 +96,8 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
     _assert_clean_log(svc)
 
 
-def test_while_a_stream_drains_new_requests_get_503_and_the_port_stays_open(service, tmp_path):
-    """uvicorn alone closes its port at SIGTERM, and a client already connected then reads a reset; here
-    the port stays open while the admitted stream runs, and a new request is answered 503."""
-    root = bundled_repository(tmp_path / "models", names=["generation-gru"])
-    # every step 5 ms slower: the 1000 characters take more than 5 s
-    svc = service(root, faults=True, RNNSERVE_SHUTDOWN_TIMEOUT_S="60", **{DELAY_ENV: "0.005"})
-    svc.wait("/ready")
+def _long_stream(svc: Service) -> tuple[threading.Thread, list[dict]]:
+    """A 1000-character stream, running once this returns; its last event lands in the list."""
     ending: list[dict] = []
     started = threading.Event()
 
@@ -119,6 +114,17 @@ def test_while_a_stream_drains_new_requests_get_503_and_the_port_stays_open(serv
     thread = threading.Thread(target=stream)
     thread.start()
     assert started.wait(30), "the stream did not start"
+    return thread, ending
+
+
+def test_while_a_stream_drains_new_requests_get_503_and_the_port_stays_open(service, tmp_path):
+    """uvicorn alone closes its port at SIGTERM, and a client already connected then reads a reset; here
+    the port stays open while the admitted stream runs, and a new request is answered 503."""
+    root = bundled_repository(tmp_path / "models", names=["generation-gru"])
+    # every step 5 ms slower: the 1000 characters take more than 5 s
+    svc = service(root, faults=True, RNNSERVE_SHUTDOWN_TIMEOUT_S="60", **{DELAY_ENV: "0.005"})
+    svc.wait("/ready")
+    thread, ending = _long_stream(svc)
     svc.sigterm()
     wait_until(lambda: svc.get("/ready").status_code == 503, 10, "readiness to turn false")
     assert svc.get("/ready").json()["reasons"] == {"*": "the process is shutting down"}
@@ -146,22 +152,7 @@ def test_with_listen_when_ready_the_port_closes_at_sigterm_and_the_stream_still_
         **{DELAY_ENV: "0.005"},
     )
     svc.wait("/ready")
-    ending: list[dict] = []
-    started = threading.Event()
-
-    def stream() -> None:
-        body = {"prompt": "ROMEO:", "max_new_tokens": 1000, "seed": 3, "stream": True}
-        events = []
-        with httpx.stream("POST", f"{svc.base}/generate", json=body, timeout=60) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    events.append(json.loads(line[6:]))
-                    started.set()
-        ending.append(events[-1])
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    assert started.wait(30), "the stream did not start"
+    thread, ending = _long_stream(svc)
     svc.sigterm()
     wait_until(lambda: not svc.answers("/health"), 10, "the port to close")
     assert thread.is_alive(), "the stream ended before the port closed"
