@@ -3,7 +3,7 @@
 uvicorn closes its listening socket the moment SIGTERM arrives. A client whose connection the kernel had
 already accepted (it waits in the listen backlog) then gets a connection reset instead of an answer, and
 so does one whose request uvicorn had accepted but not yet read. So while admitted requests are running,
-this process drains first, as Triton does: every new POST is answered 503 ``shutting_down`` with
+this process drains first: every new POST is answered 503 ``shutting_down`` with
 ``Retry-After`` and ``Connection: close`` (``service.admission``), ``/ready`` turns 503, and only once no
 admitted request is left (or ``RNNSERVE_SHUTDOWN_TIMEOUT_S`` has passed) does uvicorn get the signal: it
 closes the port, ends idle connections and runs the lifespan's shutdown, which drains the batch queues.
