@@ -27,9 +27,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loadtest.bench.http_load import run_load
-from loadtest.bench.report import markdown_table, measured_with, median_of, replace_section
+from loadtest.bench.report import (
+    cpu_us_per_request,
+    markdown_table,
+    measured_with,
+    median_of,
+    replace_section,
+)
 from loadtest.bench.server import REPO_ROOT, Service, free_port, running_service, stop_service, wait_ready
-from loadtest.bench_peers import cpu_us_per_request
 from loadtest.bench_sentiment import machine
 from service.config import Settings
 

@@ -49,7 +49,7 @@ from typing import Any
 
 from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
-from loadtest.bench.report import markdown_table, measured_with, replace_section
+from loadtest.bench.report import cpu_us_per_request, markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT
 from loadtest.bench_sentiment import InProcessOrt
 from loadtest.peers import install
@@ -114,13 +114,6 @@ def max_score_difference(reference: Sequence[dict], answers: Sequence[dict]) -> 
         r, g = ref["results"][0], got["results"][0]
         worst = max(worst, *(abs(r["scores"][k] - g["scores"][k]) for k in r["scores"]))
     return worst
-
-
-def cpu_us_per_request(cpu_s: float, requests: int, duration: float, warmup: float) -> float:
-    """Server CPU over warm-up and measurement divided by the requests served in both (the warm-up's are
-    extrapolated from the measured rate, as ``bench_sentiment`` does)."""
-    served = requests * (duration + warmup) / duration
-    return cpu_s / max(served, 1) * 1e6
 
 
 def pick_best(trials: dict[Any, dict]) -> Any:
@@ -332,13 +325,12 @@ def measure(server: Server, bodies: Path, clients: int, seconds: float, warmup: 
     before = server.tree.by_name()
     r = run_load(server.url, bodies, clients, seconds, warmup)
     after = server.tree.by_name()
-    served = max(r["requests"] * (seconds + warmup) / seconds, 1)
     delta = {n: after.get(n, 0.0) - before.get(n, 0.0) for n in after}
-    r["server_cpu_us"] = cpu_us_per_request(
-        sum(after.values()) - sum(before.values()), r["requests"], seconds, warmup
-    )
+    r["server_cpu_us"] = cpu_us_per_request(sum(delta.values()), r["requests"], seconds, warmup)
     r["cpu_us_by_name"] = {
-        n: d / served * 1e6 for n, d in sorted(delta.items(), key=lambda kv: -kv[1]) if d > 0
+        n: cpu_us_per_request(d, r["requests"], seconds, warmup)
+        for n, d in sorted(delta.items(), key=lambda kv: -kv[1])
+        if d > 0
     }
     return r
 

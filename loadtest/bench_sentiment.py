@@ -23,7 +23,13 @@ from pathlib import Path
 
 from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model
-from loadtest.bench.report import markdown_table, measured_with, median_of, replace_section
+from loadtest.bench.report import (
+    cpu_us_per_request,
+    markdown_table,
+    measured_with,
+    median_of,
+    replace_section,
+)
 from loadtest.bench.server import REPO_ROOT, running_service
 from service.config import Settings
 from service.runtime import create_session
@@ -142,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
                     cpu_before = base.cpu_seconds()
                     r = run_load(f"{base}/sentiment", bodies, clients, args.duration, args.warmup)
                     # server CPU per request over warm-up and measurement: robust to other processes' load
-                    served = r["requests"] * (args.duration + args.warmup) / args.duration
-                    r["server_cpu_us"] = (base.cpu_seconds() - cpu_before) / max(served, 1) * 1e6
+                    r["server_cpu_us"] = cpu_us_per_request(
+                        base.cpu_seconds() - cpu_before, r["requests"], args.duration, args.warmup
+                    )
                     runs[f"{c}-{clients}"].append(r)
                     print(
                         f"[{repeat + 1}/{args.repeats}] batching {c}, {clients} clients: "

@@ -1,4 +1,4 @@
-"""Medians over repeated runs and a marked, regenerable section of a markdown file."""
+"""Medians over repeated runs, CPU per request, and a marked, regenerable section of a markdown file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+
+def cpu_us_per_request(cpu_s: float, requests: int, duration: float, warmup: float) -> float:
+    """CPU over warm-up and measurement divided by the requests served in both (the warm-up's are
+    extrapolated from the measured rate: the load generator counts only the measured ones)."""
+    served = requests * (duration + warmup) / duration
+    return cpu_s / max(served, 1) * 1e6
 
 
 def median_of(runs: list[dict[str, Any]], keys=("rps", "p50_ms", "p95_ms", "p99_ms")) -> dict[str, float]:

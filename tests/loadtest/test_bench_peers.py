@@ -15,10 +15,10 @@ import pytest
 
 from loadtest.bench import procs
 from loadtest.bench.procs import ProcessTree, ProcStat, descendants, parse_stat, tree_by_name, tree_ticks
+from loadtest.bench.report import cpu_us_per_request
 from loadtest.bench_peers import (
     ceiling_sentence,
     compare_answers,
-    cpu_us_per_request,
     max_score_difference,
     medians,
     pick_best,
