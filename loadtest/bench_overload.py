@@ -14,6 +14,7 @@ x CPU per answer at capacity) / rejections.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -69,20 +70,23 @@ def until_saturated(run: Callable[[int], dict], max_clients: int, rise: float = 
     return sweep
 
 
+def saturating_clients(sweep: list[dict]) -> int:
+    """The fewest clients of the sweep that reach 95 % of its best goodput (the capacity C)."""
+    capacity = max(r["goodput"] for r in sweep)
+    return min(r["clients"] for r in sweep if r["goodput"] >= 0.95 * capacity)
+
+
 def overload_rows(
-    name: str, sweep: list[dict], overloads: list[dict], saturating_clients: int | None = None
+    name: str, sweep: list[dict], overloads: list[dict], saturating: int
 ) -> tuple[list[list], dict]:
     capacity_run = max(sweep, key=lambda r: r["goodput"])
     capacity = capacity_run["goodput"]
-    saturating = min((r for r in sweep if r["goodput"] >= 0.95 * capacity), key=lambda r: r["clients"])
-    if saturating_clients:
-        saturating = {"clients": saturating_clients}
     cpu_per_answer = capacity_run["server_cpu_s_per_s"] / max(capacity, 1e-9)
     rows = [
         [name, f"{r['clients']} (sweep)", r["goodput"], "", r["ok_p99_ms"], r["rejections_per_s"], "", ""]
         for r in sweep
     ]
-    summary = {"capacity": capacity, "saturating_clients": saturating["clients"], "overload": []}
+    summary = {"capacity": capacity, "saturating_clients": saturating, "overload": []}
     for r in overloads:
         rejected = r["rejections_per_s"]
         spare = r["server_cpu_s_per_s"] - r["goodput"] * cpu_per_answer
@@ -91,7 +95,7 @@ def overload_rows(
         rows.append(
             [
                 name,
-                f"{r['clients']} ({r['clients'] // saturating['clients']}× s)",
+                f"{r['clients']} ({r['clients'] // saturating}× s)",
                 r["goodput"],
                 f"{r['goodput'] / capacity:.2f}",
                 r["ok_p99_ms"],
@@ -166,24 +170,27 @@ def main(argv: list[str] | None = None) -> None:
             file.write_text("\n".join(json.dumps(b) for b in bodies) + "\n", encoding="utf-8")
             url = f"{service}{path}"
 
+            run = functools.partial(
+                measured,
+                service,
+                url,
+                file,
+                duration=args.duration,
+                warmup=args.warmup,
+                client_nice=args.client_nice,
+            )
+
             def one(clients: int) -> dict:
-                timing = (args.duration, args.warmup, args.client_nice)
-                run = measured(service, url, file, clients, *timing)  # noqa: B023
-                print(f"{name} {clients} clients: {run['goodput']:.1f} answers/s", flush=True)  # noqa: B023
-                return run
+                result = run(clients=clients)  # noqa: B023
+                print(f"{name} {clients} clients: {result['goodput']:.1f} answers/s", flush=True)  # noqa: B023
+                return result
 
             sweep = [one(c) for c in args.sweep] if args.sweep else until_saturated(one, args.max_clients)
             capacity = max(r["goodput"] for r in sweep)
-            saturating = args.saturating or min(
-                r["clients"] for r in sweep if r["goodput"] >= 0.95 * capacity
-            )
+            saturating = args.saturating or saturating_clients(sweep)
             overloads = []
             for factor in (4, 16):
-                overloads.append(
-                    measured(
-                        service, url, file, factor * saturating, args.duration, args.warmup, args.client_nice
-                    )
-                )
+                overloads.append(run(clients=factor * saturating))
                 r = overloads[-1]
                 print(
                     f"{name} {r['clients']} clients: goodput {r['goodput']:.1f}/s "
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"statuses {r['statuses']}",
                     flush=True,
                 )
-            name_rows, summaries[name] = overload_rows(name, sweep, overloads, args.saturating)
+            name_rows, summaries[name] = overload_rows(name, sweep, overloads, saturating)
             rows += name_rows
     load_after = os.getloadavg()
     header = [

@@ -422,9 +422,11 @@ def verdict(result: Soak) -> list[Bar]:
 
 def by_endpoint(result: Soak) -> list[list]:
     """Per endpoint: requests, errors, and p50/p99/max of the correct answers' latency (ms)."""
+    by_path: dict[str, list[Outcome]] = {}
+    for o in result.outcomes:
+        by_path.setdefault(o.path, []).append(o)
     rows = []
-    for path in sorted({o.path for o in result.outcomes}):
-        mine = [o for o in result.outcomes if o.path == path]
+    for path, mine in sorted(by_path.items()):
         ok = np.array([o.latency_s for o in mine if o.error is None]) * 1000
         p50, p99 = np.percentile(ok, [50, 99]) if ok.size else (float("nan"), float("nan"))
         top = float(ok.max()) if ok.size else float("nan")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtest.bench_overload import overload_rows, until_saturated
+from loadtest.bench_overload import overload_rows, saturating_clients, until_saturated
 
 
 def test_the_sweep_doubles_until_goodput_stops_rising():
@@ -42,7 +42,7 @@ def _run(clients, goodput, cpu=1.0, rejections=0.0, p99=100.0):
 def test_rows_report_goodput_against_capacity_and_the_cpu_of_a_rejection():
     sweep = [_run(1, 20.0, cpu=0.5), _run(2, 40.0, cpu=1.0), _run(4, 40.5, cpu=1.0)]
     overloads = [_run(8, 36.0, cpu=1.4, rejections=1000.0, p99=900.0)]
-    rows, summary = overload_rows("sentiment", sweep, overloads)
+    rows, summary = overload_rows("sentiment", sweep, overloads, saturating_clients(sweep))
     assert summary["capacity"] == 40.5 and summary["saturating_clients"] == 2
     (over,) = summary["overload"]
     assert abs(over["goodput_ratio"] - 36.0 / 40.5) < 1e-9
