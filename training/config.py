@@ -84,6 +84,14 @@ class DistillConfig(Section):
         description="NER: the teacher's per-token tag distribution from its emission scores (softmax) or "
         "its CRF marginals; sentiment always uses class probabilities",
     )
+    augment: int = Field(
+        0,
+        ge=0,
+        description="sentiment: perturbed copies of each training text (training.augmentation) added to the "
+        "transfer set, labelled by the teacher alone",
+    )
+    mask_prob: float = Field(0.1, ge=0, le=1, description="augment: chance that a word of a copy is masked")
+    ngram_prob: float = Field(0.25, ge=0, le=1, description="augment: chance that a copy keeps one n-gram")
 
 
 class ExperimentConfig(Section):

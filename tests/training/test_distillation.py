@@ -14,12 +14,13 @@ from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import PROBABILITIES
 from tests.training.test_ner import tiny_task
 from tests.utils.model_factory import make_sentiment_repository, sentiment_config, write_sentiment_splits
+from training.augmentation import perturbed_texts
 from training.config import ConfigError, DistillConfig
 from training.distillation import label_order, soft_loss
 from training.export import ort_session
 from training.readers import read_conll
 from training.settings import TrainingSettings
-from training.tasks.sentiment.task import SentimentTask
+from training.tasks.sentiment.task import NO_GOLD, SentimentTask
 from training.trainer import Trainer
 
 
@@ -79,6 +80,45 @@ def test_a_sentiment_student_learns_from_the_teachers_probabilities(
     )
     recorded = ModelManifest.load(model_dir).training.config["distill"]
     assert recorded["teacher"] == str(sentiment_teacher) and recorded["alpha"] == 0.5
+
+
+def test_perturbed_copies_join_the_training_split_with_the_teachers_targets_only(
+    tmp_path: Path, sentiment_teacher
+) -> None:
+    data = write_sentiment_splits(tmp_path / "data", train=60, dev=16, test=16)
+    config = sentiment_config(data, name="student", hidden_size=8, embedding_dim=8)
+    config.distill = DistillConfig(teacher=str(sentiment_teacher), augment=2, mask_prob=0.3)
+    settings = TrainingSettings(
+        data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
+    )
+    task = SentimentTask(config, settings)
+    task.load_data()
+    ids, labels = task.splits["train"]
+    assert task.augmented > 0 and len(ids) == 60 + task.augmented == len(task.soft_targets)
+    assert labels[60:] == [NO_GOLD] * task.augmented and NO_GOLD not in labels[:60]
+    info = task.data_info()["train"]
+    assert info["rows"] == 60 and info["perturbed_copies"] == task.augmented
+
+    # a copy's target is the teacher's probability for the copy's own text
+    manifest = ModelManifest.load(sentiment_teacher)
+    _, version_dir = version_dirs(sentiment_teacher)[-1]
+    codec = SentimentCodec.from_manifest(manifest, version_dir)
+    texts = [line.split("\t")[0] for line in data["train"].read_text().splitlines()[1:]]
+    copy = perturbed_texts(
+        [codec.tokenizer.words(t) for t in texts], 2, np.random.default_rng(config.seed), mask_prob=0.3
+    )[0]
+    served = ort_session(version_dir / "model.onnx").run([PROBABILITIES], codec.collate([codec.encode(copy)]))
+    np.testing.assert_allclose(task.soft_targets[60], served[0][0], atol=1e-6)
+
+    # the gold loss skips the copies: a batch of copies only is trained by the soft loss alone
+    model = task.build_model()
+    copies_only = task.batch_tensors("train", [60, 61])
+    config.distill.alpha = 1.0
+    soft_only = task.loss(model, copies_only)
+    config.distill.alpha = 0.5
+    assert torch.isfinite(soft_only) and task.loss(model, copies_only).item() == pytest.approx(
+        soft_only.item() / 2, rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("targets", ["probabilities", "marginals"])

@@ -120,6 +120,8 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
             )
             self.gold[split] = [tags for _, tags in rows]
         if self.config.distill is not None:
+            if self.config.distill.augment:
+                raise ConfigError("distill.augment: perturbed copies are built for sentiment only")
             self.soft_targets = self._teacher_distributions([tokens for tokens, _ in tagged["train"]])
 
     def _teacher_distributions(self, sentences: list[list[str]]) -> list[np.ndarray]:

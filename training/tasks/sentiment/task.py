@@ -20,6 +20,7 @@ from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
+from training.augmentation import perturbed_texts
 from training.batching import SplitsTraining, sorted_batches
 from training.distillation import label_order, load_teacher, mixed_loss
 from training.export import (
@@ -34,6 +35,9 @@ from training.tasks.sentiment.config import SentimentConfig
 from training.tasks.sentiment.network import ProbabilityModel, SequenceClassifier
 
 log = logging.getLogger(__name__)
+
+#: the label of a training row without a gold label (a perturbed copy): ignored by the gold loss
+NO_GOLD = -100
 
 
 @register_task
@@ -56,6 +60,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         self.splits: dict[str, tuple[list[list[int]], list[int]]] = {}
         self.soft_targets: np.ndarray | None = None  # the teacher's class probabilities per training text
         self.paths: dict[str, Path] = {}
+        self.augmented = 0  # perturbed copies at the end of the training split (distill.augment)
 
     # --- data -------------------------------------------------------------------------------------------
     def _tokenizer(self):
@@ -89,7 +94,28 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
                 [index[r.label] for r in split_rows],
             )
         if self.config.distill is not None:
-            self.soft_targets = self._teacher_probabilities([r.text for r in rows["train"]])
+            texts = [r.text for r in rows["train"]] + self._perturbed_copies(train_tokens)
+            self.soft_targets = self._teacher_probabilities(texts)
+
+    def _perturbed_copies(self, train_tokens: list[list[str]]) -> list[str]:
+        """``distill.augment`` perturbed copies of the training texts, appended to the training split
+        without a gold label (``NO_GOLD``): the teacher's probabilities are their only target."""
+        distill = self.config.distill
+        if not distill.augment:
+            return []
+        copies = perturbed_texts(
+            train_tokens,
+            distill.augment,
+            np.random.default_rng(self.config.seed),
+            mask_prob=distill.mask_prob,
+            ngram_prob=distill.ngram_prob,
+        )
+        ids, labels = self.splits["train"]
+        encoded = [self.codec.encode(t) for t in copies]
+        self.splits["train"] = (ids + encoded, labels + [NO_GOLD] * len(copies))
+        self.augmented = len(copies)
+        log.info("transfer set: %d training texts and %d perturbed copies", len(labels), len(copies))
+        return copies
 
     def _teacher_probabilities(self, texts: list[str]) -> np.ndarray:
         """The teacher's class probabilities ``[N, C]`` for ``texts``, in the student's label order."""
@@ -105,7 +131,13 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         return out
 
     def data_info(self) -> dict[str, Any]:
-        return {split: split_info(self.paths[split], len(ids)) for split, (ids, _) in self.splits.items()}
+        info = {
+            split: split_info(self.paths[split], len(ids) - (self.augmented if split == "train" else 0))
+            for split, (ids, _) in self.splits.items()
+        }
+        if self.augmented:
+            info["train"]["perturbed_copies"] = self.augmented
+        return info
 
     def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         ids, labels = self.splits[split]
@@ -149,8 +181,14 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         smoothing = self.config.model.label_smoothing
         losses = []
+        labels = batch["labels"]
         for logits in model.member_logits(batch[INPUT_IDS], batch[LENGTHS]):
-            loss = nn.functional.cross_entropy(logits, batch["labels"], label_smoothing=smoothing)
+            # a sum over the rows with a gold label, divided by all rows: the mean when every row has one,
+            # and rows without (perturbed copies) add nothing instead of raising the others' weight
+            gold = nn.functional.cross_entropy(
+                logits, labels, label_smoothing=smoothing, ignore_index=NO_GOLD, reduction="sum"
+            )
+            loss = gold / len(labels)
             if "soft" in batch:
                 loss = mixed_loss(loss, logits, batch["soft"], self.config.distill)
             losses.append(loss)
