@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest.bench.models import pick_model
-from loadtest.bench.server import Service, running_service
+from loadtest.bench.server import Service, running_service, server_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NEW_TOKENS = 200
@@ -258,13 +258,15 @@ def write_doc(path: Path, results: dict, command: str) -> None:
         bars.append(f"| {bar['name']} | {bar['value']:.2f} | ≥ {bar['target']:.2f} | {met} |")
     ort, per_cpu = results["in_process_ort"], results["in_process_ort_per_cpu_s_batch16"]
     same, ort_same = results["same_settings_threads"], results["in_process_ort_same_settings_batch16"]
+    count = results["serving_processes"]
+    processes = f"{count} serving process{'es' if count > 1 else ''}"
     text = f"""## Text generation (step-level batching)
 
 Command: `{command}`
 Machine: {results["machine"]}; load average before the run {results["load_before"]}.
 Model: `{results["model"]}` v{results["version"]} ({results["architecture"]}), every request
 {NEW_TOKENS} new characters at temperature 1 with its own seed, prompts from the held-out tail of Tiny
-Shakespeare; server (uvicorn, one process) and load generator (httpx, closed loop) are separate processes on
+Shakespeare; server (uvicorn, {processes}) and load generator (httpx, closed loop) are separate processes on
 127.0.0.1; {results["duration_s"]:.0f} s measured after {results["warmup_s"]:.0f} s of warm-up per scenario.
 
 {chr(10).join(table)}
@@ -279,7 +281,7 @@ All in-process batch-16 measurements, tokens/s (threads 1 and 2, before and afte
 spread is the machine's background load): {", ".join(fmt(v) for v in results["in_process_batch16_all"])}.
 Server settings: {results["server_env"]}.
 
-Tokens per CPU second (the server process's user + system time over the whole run, warm-up included)
+Tokens per CPU second (the server processes' user + system time over the whole run, warm-up included)
 show the cost of the scheduler, sampling and HTTP independently of how much of the shared machine's CPU the
 server got; the wall-clock bars depend on it.
 
@@ -353,8 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     # The machine is shared: the reference is taken before and after the runs and the higher is used. The
     # bar's reference runs the step graph with the service's own session settings (its intra-op threads),
     # so only HTTP, sampling and Python stand between the two; the best of 1 and 2 threads is reported too.
-    server_env = dict(kv.split("=", 1) for kv in args.env)
-    same = server_env.get("RNNSERVE_ORT_INTRA_OP_THREADS", "1")
+    served = server_settings(env)
+    same = str(served.ort_threads)
     same = same if same in THREADS else max(THREADS)
     runs = [run[b][t] for run in (ort_before, ort_after) for b in ("16",) for t in THREADS]
     ort = {b: max(run[b][t][0] for run in (ort_before, ort_after) for t in THREADS) for b in ("1", "16")}
@@ -399,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         "in_process_batch16_all": [r[0] for r in runs],
         "in_process_ort_runs": [ort_before, ort_after],
         "server_env": " ".join(args.env) or "defaults",
+        "serving_processes": served.process_count,
         "scenarios": scenarios,
         "bars": bars,
     }

@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from loadtest.bench.procs import ProcessTree
+from service.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +67,17 @@ class Service(str):
         """User + system CPU time the server's processes (the supervisor and its serving processes) have
         used so far (Linux ``/proc``)."""
         return ProcessTree(self.pid).cpu_seconds()
+
+
+def server_settings(env: Mapping[str, str]) -> Settings:
+    """The settings a service started with ``env`` reads (this process's environment, then ``env``)."""
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def start_service(

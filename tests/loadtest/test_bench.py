@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from loadtest.bench.http_load import percentiles
 from loadtest.bench.report import markdown_table, median_of, replace_section
-from loadtest.bench.server import REPO_ROOT, running_service
+from loadtest.bench.server import REPO_ROOT, running_service, server_settings
 from tests.service.tiny_onnx import make_tiny_sentiment
 
 
@@ -25,6 +26,15 @@ def test_median_of_runs():
         {"rps": r, "p50_ms": p, "p95_ms": 1, "p99_ms": 1} for r, p in [(1.0, 5.0), (3.0, 1.0), (2.0, 3.0)]
     ]
     assert median_of(runs)["rps"] == 2.0 and median_of(runs)["p50_ms"] == 3.0
+
+
+def test_server_settings_are_what_the_started_service_reads(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RNNSERVE_ORT_INTRA_OP_THREADS", "2")
+    one = server_settings({"RNNSERVE_WORKERS": "1"})
+    assert one.process_count == 1 and one.ort_threads == 2
+    overridden = server_settings({"RNNSERVE_WORKERS": "3", "RNNSERVE_ORT_INTRA_OP_THREADS": "1"})
+    assert overridden.process_count == 3 and overridden.ort_threads == 1
+    assert "RNNSERVE_WORKERS" not in os.environ  # this process's environment is left as it was
 
 
 def test_replace_section_is_idempotent_and_keeps_the_rest(tmp_path: Path):
