@@ -2,8 +2,10 @@
 
 The recipe of Tang et al. (2019), "Distilling task-specific knowledge from BERT into simple neural
 networks", without its part-of-speech replacement: each copy of a text masks every word with probability
-``mask_prob`` and, with probability ``ngram_prob``, keeps only a random n-gram (1 to 5 words) of it. The
-copies carry no gold label; the student learns them from the teacher's distribution alone.
+``mask_prob`` and, with probability ``ngram_prob``, keeps only a random n-gram (1 to 5 words) of it. A
+sentiment copy carries no gold label: the student learns it from the teacher's distribution alone. An NER
+copy takes the teacher's decoded tags as its gold tags besides the teacher's per-token distributions
+(sequence-level distillation, Kim and Rush, 2016), so the student's CRF learns from it too.
 """
 
 from __future__ import annotations

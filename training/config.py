@@ -87,8 +87,9 @@ class DistillConfig(Section):
     augment: int = Field(
         0,
         ge=0,
-        description="sentiment: perturbed copies of each training text (training.augmentation) added to the "
-        "transfer set, labelled by the teacher alone",
+        description="perturbed copies of each training text (training.augmentation) added to the transfer "
+        "set with the teacher's targets (sentiment: its probabilities alone; NER: its distributions, and its "
+        "decoded tags as gold)",
     )
     mask_prob: float = Field(0.1, ge=0, le=1, description="augment: chance that a word of a copy is masked")
     ngram_prob: float = Field(0.25, ge=0, le=1, description="augment: chance that a copy keeps one n-gram")

@@ -159,3 +159,25 @@ def test_a_ner_student_gets_the_teachers_tag_distributions(tmp_path: Path, targe
     batch = student.batch_tensors("train", [0, 1])
     loss = student.loss(student.build_model(), batch)
     assert torch.isfinite(loss) and batch["soft"].shape[:2] == batch["word_ids"].shape
+
+    # perturbed copies: the teacher's distributions, and the tags it decodes (as served) as their gold
+    augmented = tiny_task(tmp_path / "augmented", hidden_size=4)
+    augmented.config.distill = DistillConfig(teacher=str(teacher_dir), targets=targets, augment=2)
+    augmented.load_data()
+    train = [row.tokens for row in read_conll(tmp_path / "augmented" / "data" / "ner" / "train.txt")]
+    sentences = len(train)
+    words, _, tags = augmented.splits["train"]
+    assert augmented.augmented > 0 and len(words) == sentences + augmented.augmented
+    assert len(augmented.soft_targets) == len(words)
+    assert augmented.data_info()["train"]["perturbed_copies"] == augmented.augmented
+    first_copy = perturbed_texts(train, 2, np.random.default_rng(augmented.config.seed))[0].split(" ")
+    assert words[sentences] == augmented.codec.encode_tokens(first_copy)[0]
+    word_ids, char_ids = codec.encode_tokens(first_copy)
+    emissions = ort_session(version_dir / "model.onnx").run(
+        ["emissions"], codec.collate([word_ids], [char_ids])
+    )
+    served_tags = codec.best_tags(emissions[0][0].astype(np.float64))
+    assert [augmented.labels[t] for t in tags[sentences]] == served_tags
+    batch = augmented.batch_tensors("train", [sentences, sentences + 1])
+    loss = augmented.loss(augmented.build_model(), batch)
+    assert torch.isfinite(loss)

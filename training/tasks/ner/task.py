@@ -31,6 +31,7 @@ from service.tasks.ner.contract import (
     WORD_IDS,
 )
 from service.text import Vocab, WordTokenizer
+from training.augmentation import perturbed_texts
 from training.batching import SplitsTraining, sorted_batches
 from training.config import ConfigError
 from training.distillation import label_order, load_teacher
@@ -68,6 +69,7 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
         self.splits: dict[str, tuple[list[list[int]], list[list[list[int]]], list[list[int]]]] = {}
         self.gold: dict[str, list[list[str]]] = {}
         self.soft_targets: list[np.ndarray] | None = None  # the teacher's tag distributions per sentence
+        self.augmented = 0  # perturbed copies at the end of the training split (distill.augment)
         self.paths: dict[str, Path] = {}
 
     # --- data -------------------------------------------------------------------------------------------
@@ -120,13 +122,36 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
             )
             self.gold[split] = [tags for _, tags in rows]
         if self.config.distill is not None:
-            if self.config.distill.augment:
-                raise ConfigError("distill.augment: perturbed copies are built for sentiment only")
-            self.soft_targets = self._teacher_distributions([tokens for tokens, _ in tagged["train"]])
+            sentences = [tokens for tokens, _ in tagged["train"]]
+            copies = self._perturbed_copies(sentences)
+            self.soft_targets, teacher_tags = self._teacher_distributions(sentences + copies)
+            if copies:
+                words, chars, tags = self.splits["train"]
+                encoded = [self.codec.encode_tokens(tokens) for tokens in copies]
+                self.splits["train"] = (
+                    words + [w for w, _ in encoded],
+                    chars + [c for _, c in encoded],
+                    tags + [[index[t] for t in path] for path in teacher_tags[len(sentences) :]],
+                )
+                self.augmented = len(copies)
+                log.info("transfer set: %d training sentences and %d copies", len(sentences), len(copies))
 
-    def _teacher_distributions(self, sentences: list[list[str]]) -> list[np.ndarray]:
+    def _perturbed_copies(self, sentences: list[list[str]]) -> list[list[str]]:
+        """``distill.augment`` perturbed copies of the training sentences (``training.augmentation``);
+        the teacher's decoded tags are their gold tags (sequence-level distillation)."""
+        distill = self.config.distill
+        if not distill.augment:
+            return []
+        rng = np.random.default_rng(self.config.seed)
+        copies = perturbed_texts(
+            sentences, distill.augment, rng, mask_prob=distill.mask_prob, ngram_prob=distill.ngram_prob
+        )
+        return [copy.split(" ") for copy in copies]  # CoNLL tokens hold no spaces
+
+    def _teacher_distributions(self, sentences: list[list[str]]) -> tuple[list[np.ndarray], list[list[str]]]:
         """The teacher's distribution over tags ``[T, K]`` for every token of ``sentences`` (softmax of its
-        emission scores, or its CRF marginals), in the student's tag order."""
+        emission scores, or its CRF marginals), in the student's tag order, and the tags the teacher
+        decodes (as the service does)."""
         teacher = load_teacher(self.config.distill.teacher, self.name)
         codec = NerCodec.from_manifest(teacher.manifest, teacher.version_dir)
         columns = label_order(list(teacher.manifest.labels), list(self.labels))
@@ -136,6 +161,7 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
         decoding = codec.crf.constrained(codec.labels) if marginals else None  # as the service decodes
         encoded = [codec.encode_tokens(tokens) for tokens in sentences]
         out: list[np.ndarray | None] = [None] * len(sentences)
+        decoded: list[list[str]] = [[] for _ in sentences]
         for indices in sorted_batches([len(w) for w, _ in encoded], 256):
             feeds = codec.collate([encoded[i][0] for i in indices], [encoded[i][1] for i in indices])
             emissions = teacher.session.run([EMISSIONS], feeds)[0]
@@ -143,13 +169,18 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
                 scores = emissions[row, : len(encoded[i][0])].astype(np.float64)
                 probs = crf_marginals(scores, decoding) if marginals else softmax(scores)
                 out[i] = probs[:, columns].astype(np.float32)
+                decoded[i] = codec.best_tags(scores)
         log.info("teacher %s: tag distributions of %d sentences", teacher.manifest.name, len(sentences))
-        return out
+        return out, decoded
 
     def data_info(self) -> dict[str, Any]:
-        return {
-            split: split_info(self.paths[split], len(words)) for split, (words, _, _) in self.splits.items()
+        info = {
+            split: split_info(self.paths[split], len(words) - (self.augmented if split == "train" else 0))
+            for split, (words, _, _) in self.splits.items()
         }
+        if self.augmented:
+            info["train"]["perturbed_copies"] = self.augmented
+        return info
 
     def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         words, chars, tags = self.splits[split]
