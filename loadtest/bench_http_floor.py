@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from loadtest.bench.report import (
 )
 from loadtest.bench.server import REPO_ROOT, Service, free_port, running_service, stop_service, wait_ready
 from loadtest.bench_sentiment import machine
+from loadtest.peers.servers import post_text
 from service.config import Settings
 
 MARKER = "http-floor"
@@ -70,13 +70,6 @@ def measure(service: Service, path: str, bodies: Path, clients: int, seconds: fl
     run["server_cpu_us"] = cpu_us_per_request(service.cpu_seconds() - server_before, served, seconds, warmup)
     run["client_cpu_us"] = cpu_us_per_request(children_cpu_s() - client_before, served, seconds, warmup)
     return run
-
-
-def first_answer(service: Service, text: str) -> bytes:
-    body = json.dumps({"text": text}).encode()
-    request = urllib.request.Request(f"{service}/sentiment", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return r.read()
 
 
 def alternate(servers: dict[str, Service], bodies: Path, args: argparse.Namespace) -> dict:
@@ -133,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         bodies.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
         env = {"RNNSERVE_DEFAULT_MODELS": json.dumps({"sentiment": args.model})}
         with running_service(env, log_path=Path(tmp) / "service.log") as service:
-            answer = first_answer(service, texts[0])
+            # the floor answers every request with these bytes: the service's own answer, encoded as
+            # Starlette's JSONResponse encodes it
+            answer = json.dumps(
+                post_text(f"{service}/sentiment", texts[0]), ensure_ascii=False, separators=(",", ":")
+            ).encode()
             with running_floor(processes, answer, Path(tmp) / "floor.log") as floor:
                 runs = alternate(
                     {"uvicorn + bare ASGI app (floor)": floor, "rnnserve": service}, bodies, args
