@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -49,35 +50,44 @@ def sentiment_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sentiment_repository(tmp_path_factory.mktemp("teacher"), name="teacher", epochs=2)
 
 
-def test_a_sentiment_student_learns_from_the_teachers_probabilities(
-    tmp_path: Path, sentiment_teacher
-) -> None:
-    data = write_sentiment_splits(tmp_path / "data", train=120, dev=32, test=32)
+def _student(tmp_path: Path, train: int, distill: DistillConfig) -> tuple[SentimentTask, list[str]]:
+    """A tiny sentiment student of ``distill``'s teacher with its data loaded, and its training texts."""
+    data = write_sentiment_splits(tmp_path / "data", train=train, dev=32, test=32)
     config = sentiment_config(data, name="student", hidden_size=8, embedding_dim=8)
-    config.distill = DistillConfig(teacher=str(sentiment_teacher), temperature=2.0, alpha=0.5)
-    config.trainer.epochs = 1
+    config.distill = distill
     settings = TrainingSettings(
         data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
     )
     task = SentimentTask(config, settings)
     task.load_data()
+    return task, [line.split("\t")[0] for line in data["train"].read_text().splitlines()[1:]]
+
+
+def _teacher(model_dir: Path) -> tuple[SentimentCodec, ort.InferenceSession]:
+    """The teacher's codec and its graph's session, as the service serves them."""
+    manifest = ModelManifest.load(model_dir)
+    _, version_dir = version_dirs(model_dir)[-1]
+    return SentimentCodec.from_manifest(manifest, version_dir), ort_session(version_dir / "model.onnx")
+
+
+def test_a_sentiment_student_learns_from_the_teachers_probabilities(
+    tmp_path: Path, sentiment_teacher
+) -> None:
+    distill = DistillConfig(teacher=str(sentiment_teacher), temperature=2.0, alpha=0.5)
+    task, texts = _student(tmp_path, 120, distill)
 
     # the soft targets are the teacher's served probabilities on every training text, in the student's order
-    manifest = ModelManifest.load(sentiment_teacher)
-    _, version_dir = version_dirs(sentiment_teacher)[-1]
-    codec = SentimentCodec.from_manifest(manifest, version_dir)
-    texts = [line.split("\t")[0] for line in data["train"].read_text().splitlines()[1:]]
-    feeds = codec.collate([codec.encode(t) for t in texts[:5]])
-    served = ort_session(version_dir / "model.onnx").run([PROBABILITIES], feeds)[0]
+    codec, session = _teacher(sentiment_teacher)
+    served = session.run([PROBABILITIES], codec.collate([codec.encode(t) for t in texts[:5]]))[0]
     assert task.soft_targets.shape == (120, 2)
     np.testing.assert_allclose(task.soft_targets[:5], served, atol=1e-6)
 
     batch = task.batch_tensors("train", [0, 1, 2])
     assert batch["soft"].shape == (3, 2) and "soft" not in task.batch_tensors("dev", [0, 1])
-    checkpoint = Trainer.for_task(task, settings.runs_dir / "student").fit()
-    model_dir = task.export(
-        Trainer.for_task(task, settings.runs_dir / "x").model.eval(), settings.models_dir, checkpoint
-    )
+    task.config.trainer.epochs = 1
+    runs, models = task.settings.runs_dir, task.settings.models_dir
+    checkpoint = Trainer.for_task(task, runs / "student").fit()
+    model_dir = task.export(Trainer.for_task(task, runs / "x").model.eval(), models, checkpoint)
     recorded = ModelManifest.load(model_dir).training.config["distill"]
     assert recorded["teacher"] == str(sentiment_teacher) and recorded["alpha"] == 0.5
 
@@ -85,14 +95,8 @@ def test_a_sentiment_student_learns_from_the_teachers_probabilities(
 def test_perturbed_copies_join_the_training_split_with_the_teachers_targets_only(
     tmp_path: Path, sentiment_teacher
 ) -> None:
-    data = write_sentiment_splits(tmp_path / "data", train=60, dev=16, test=16)
-    config = sentiment_config(data, name="student", hidden_size=8, embedding_dim=8)
-    config.distill = DistillConfig(teacher=str(sentiment_teacher), augment=2, mask_prob=0.3)
-    settings = TrainingSettings(
-        data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
-    )
-    task = SentimentTask(config, settings)
-    task.load_data()
+    distill = DistillConfig(teacher=str(sentiment_teacher), augment=2, mask_prob=0.3)
+    task, texts = _student(tmp_path, 60, distill)
     ids, labels = task.splits["train"]
     assert task.augmented > 0 and len(ids) == 60 + task.augmented == len(task.soft_targets)
     assert labels[60:] == [NO_GOLD] * task.augmented and NO_GOLD not in labels[:60]
@@ -100,22 +104,18 @@ def test_perturbed_copies_join_the_training_split_with_the_teachers_targets_only
     assert info["rows"] == 60 and info["perturbed_copies"] == task.augmented
 
     # a copy's target is the teacher's probability for the copy's own text
-    manifest = ModelManifest.load(sentiment_teacher)
-    _, version_dir = version_dirs(sentiment_teacher)[-1]
-    codec = SentimentCodec.from_manifest(manifest, version_dir)
-    texts = [line.split("\t")[0] for line in data["train"].read_text().splitlines()[1:]]
-    copy = perturbed_texts(
-        [codec.tokenizer.words(t) for t in texts], 2, np.random.default_rng(config.seed), mask_prob=0.3
-    )[0]
-    served = ort_session(version_dir / "model.onnx").run([PROBABILITIES], codec.collate([codec.encode(copy)]))
-    np.testing.assert_allclose(task.soft_targets[60], served[0][0], atol=1e-6)
+    codec, session = _teacher(sentiment_teacher)
+    words = [codec.tokenizer.words(t) for t in texts]
+    copy = perturbed_texts(words, 2, np.random.default_rng(task.config.seed), mask_prob=0.3)[0]
+    served = session.run([PROBABILITIES], codec.collate([codec.encode(copy)]))[0]
+    np.testing.assert_allclose(task.soft_targets[60], served[0], atol=1e-6)
 
     # the gold loss skips the copies: a batch of copies only is trained by the soft loss alone
     model = task.build_model()
     copies_only = task.batch_tensors("train", [60, 61])
-    config.distill.alpha = 1.0
+    task.config.distill.alpha = 1.0
     soft_only = task.loss(model, copies_only)
-    config.distill.alpha = 0.5
+    task.config.distill.alpha = 0.5
     assert torch.isfinite(soft_only) and task.loss(model, copies_only).item() == pytest.approx(
         soft_only.item() / 2, rel=1e-5
     )

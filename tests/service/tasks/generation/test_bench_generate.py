@@ -35,6 +35,7 @@ def test_load_generator_counts_tokens_and_first_events(tiny_generation, tmp_path
         "in_process_ort_same_settings_batch16": 950.0,
         "same_settings_threads": "1",
         "server_env": "defaults",
+        "serving_processes": 2,
         "in_process_ort_per_cpu_s_batch16": 2000.0,
         "in_process_batch16_all": [1000.0, 900.0],
         "scenarios": scenarios,
@@ -44,4 +45,5 @@ def test_load_generator_counts_tokens_and_first_events(tiny_generation, tmp_path
     write_doc(doc, results, "python -m loadtest.bench_generate")
     written = doc.read_text()
     assert "16 clients, streaming (SSE)" in written and "| x | 3.50 | ≥ 3.00 | yes |" in written
+    assert "server (uvicorn, 2 serving processes)" in written
     assert "(1 intra-op\nthread), the bar's reference: batch 16 950 tokens/s" in written
