@@ -11,8 +11,12 @@ copy takes the teacher's decoded tags as its gold tags besides the teacher's per
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.config import DistillConfig
 
 #: the masked word: a word that no vocabulary holds, so that the teacher's codec and the student's both
 #: encode it as their unknown id
@@ -45,3 +49,17 @@ def perturbed_texts(
             if kept != list(words):
                 out.append(" ".join(kept))
     return out
+
+
+def distill_copies(word_lists: Sequence[Sequence[str]], distill: DistillConfig, seed: int) -> list[str]:
+    """The copies ``distill`` asks for (``augment`` per text, its probabilities), drawn from ``seed``, so a
+    resumed run rebuilds the same ones; none when ``augment`` is 0."""
+    if not distill.augment:
+        return []
+    return perturbed_texts(
+        word_lists,
+        distill.augment,
+        np.random.default_rng(seed),
+        mask_prob=distill.mask_prob,
+        ngram_prob=distill.ngram_prob,
+    )

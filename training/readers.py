@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class DataFormatError(ValueError):
@@ -186,3 +187,15 @@ def file_sha256(path: Path) -> str:
 def split_info(path: Path, rows: int) -> dict[str, object]:
     """What a run records of one data split: where it was read, how many rows, and its checksum."""
     return {"path": str(path), "rows": rows, "sha256": file_sha256(path)}
+
+
+def splits_info(paths: Mapping[str, Path], rows: Mapping[str, int], copies: int = 0) -> dict[str, Any]:
+    """``split_info`` of every split (``rows``: examples per split); ``copies`` perturbed copies at the end
+    of the training split (distillation) are counted apart from the rows read."""
+    info = {
+        split: split_info(paths[split], count - (copies if split == "train" else 0))
+        for split, count in rows.items()
+    }
+    if copies:
+        info["train"]["perturbed_copies"] = copies
+    return info

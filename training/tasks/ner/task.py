@@ -31,7 +31,7 @@ from service.tasks.ner.contract import (
     WORD_IDS,
 )
 from service.text import Vocab, WordTokenizer
-from training.augmentation import perturbed_texts
+from training.augmentation import distill_copies
 from training.batching import SplitsTraining, sorted_batches
 from training.config import ConfigError
 from training.distillation import label_order, load_teacher
@@ -39,7 +39,7 @@ from training.export import (
     export_onnx,
 )
 from training.exporter import SingleGraphExport
-from training.readers import read_conll, split_info
+from training.readers import read_conll, splits_info
 from training.registry import register_task
 from training.report_rows import format_bytes, measure_latency_ms
 from training.task import Batch, TrainingTask
@@ -123,35 +123,29 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
             self.gold[split] = [tags for _, tags in rows]
         if self.config.distill is not None:
             sentences = [tokens for tokens, _ in tagged["train"]]
-            copies = self._perturbed_copies(sentences)
-            self.soft_targets, teacher_tags = self._teacher_distributions(sentences + copies)
+            # perturbed copies: the teacher's decoded tags are their gold tags (sequence-level distillation)
+            copies = [
+                copy.split(" ")  # CoNLL tokens hold no spaces
+                for copy in distill_copies(sentences, self.config.distill, self.config.seed)
+            ]
+            self.soft_targets, teacher_tags = self._teacher_distributions(sentences + copies, len(sentences))
             if copies:
                 words, chars, tags = self.splits["train"]
                 encoded = [self.codec.encode_tokens(tokens) for tokens in copies]
                 self.splits["train"] = (
                     words + [w for w, _ in encoded],
                     chars + [c for _, c in encoded],
-                    tags + [[index[t] for t in path] for path in teacher_tags[len(sentences) :]],
+                    tags + [[index[t] for t in path] for path in teacher_tags],
                 )
                 self.augmented = len(copies)
                 log.info("transfer set: %d training sentences and %d copies", len(sentences), len(copies))
 
-    def _perturbed_copies(self, sentences: list[list[str]]) -> list[list[str]]:
-        """``distill.augment`` perturbed copies of the training sentences (``training.augmentation``);
-        the teacher's decoded tags are their gold tags (sequence-level distillation)."""
-        distill = self.config.distill
-        if not distill.augment:
-            return []
-        rng = np.random.default_rng(self.config.seed)
-        copies = perturbed_texts(
-            sentences, distill.augment, rng, mask_prob=distill.mask_prob, ngram_prob=distill.ngram_prob
-        )
-        return [copy.split(" ") for copy in copies]  # CoNLL tokens hold no spaces
-
-    def _teacher_distributions(self, sentences: list[list[str]]) -> tuple[list[np.ndarray], list[list[str]]]:
+    def _teacher_distributions(
+        self, sentences: list[list[str]], tags_from: int
+    ) -> tuple[list[np.ndarray], list[list[str]]]:
         """The teacher's distribution over tags ``[T, K]`` for every token of ``sentences`` (softmax of its
         emission scores, or its CRF marginals), in the student's tag order, and the tags the teacher
-        decodes (as the service does)."""
+        decodes (as the service does) for the sentences from index ``tags_from`` on (the copies)."""
         teacher = load_teacher(self.config.distill.teacher, self.name)
         codec = NerCodec.from_manifest(teacher.manifest, teacher.version_dir)
         columns = label_order(list(teacher.manifest.labels), list(self.labels))
@@ -161,7 +155,7 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
         decoding = codec.crf.constrained(codec.labels) if marginals else None  # as the service decodes
         encoded = [codec.encode_tokens(tokens) for tokens in sentences]
         out: list[np.ndarray | None] = [None] * len(sentences)
-        decoded: list[list[str]] = [[] for _ in sentences]
+        decoded: list[list[str]] = [[] for _ in sentences[tags_from:]]
         for indices in sorted_batches([len(w) for w, _ in encoded], 256):
             feeds = codec.collate([encoded[i][0] for i in indices], [encoded[i][1] for i in indices])
             emissions = teacher.session.run([EMISSIONS], feeds)[0]
@@ -169,18 +163,14 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
                 scores = emissions[row, : len(encoded[i][0])].astype(np.float64)
                 probs = crf_marginals(scores, decoding) if marginals else softmax(scores)
                 out[i] = probs[:, columns].astype(np.float32)
-                decoded[i] = codec.best_tags(scores)
+                if i >= tags_from:
+                    decoded[i - tags_from] = codec.best_tags(scores)
         log.info("teacher %s: tag distributions of %d sentences", teacher.manifest.name, len(sentences))
         return out, decoded
 
     def data_info(self) -> dict[str, Any]:
-        info = {
-            split: split_info(self.paths[split], len(words) - (self.augmented if split == "train" else 0))
-            for split, (words, _, _) in self.splits.items()
-        }
-        if self.augmented:
-            info["train"]["perturbed_copies"] = self.augmented
-        return info
+        rows = {split: len(words) for split, (words, _, _) in self.splits.items()}
+        return splits_info(self.paths, rows, self.augmented)
 
     def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         words, chars, tags = self.splits[split]

@@ -20,14 +20,14 @@ from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
-from training.augmentation import perturbed_texts
+from training.augmentation import distill_copies
 from training.batching import SplitsTraining, sorted_batches
 from training.distillation import label_order, load_teacher, mixed_loss
 from training.export import (
     export_onnx,
 )
 from training.exporter import SingleGraphExport
-from training.readers import read_labelled_text, split_info
+from training.readers import read_labelled_text, splits_info
 from training.registry import register_task
 from training.report_rows import format_bytes, measure_latency_ms
 from training.task import Batch, TrainingTask
@@ -94,28 +94,16 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
                 [index[r.label] for r in split_rows],
             )
         if self.config.distill is not None:
-            texts = [r.text for r in rows["train"]] + self._perturbed_copies(train_tokens)
-            self.soft_targets = self._teacher_probabilities(texts)
-
-    def _perturbed_copies(self, train_tokens: list[list[str]]) -> list[str]:
-        """``distill.augment`` perturbed copies of the training texts, appended to the training split
-        without a gold label (``NO_GOLD``): the teacher's probabilities are their only target."""
-        distill = self.config.distill
-        if not distill.augment:
-            return []
-        copies = perturbed_texts(
-            train_tokens,
-            distill.augment,
-            np.random.default_rng(self.config.seed),
-            mask_prob=distill.mask_prob,
-            ngram_prob=distill.ngram_prob,
-        )
-        ids, labels = self.splits["train"]
-        encoded = [self.codec.encode(t) for t in copies]
-        self.splits["train"] = (ids + encoded, labels + [NO_GOLD] * len(copies))
-        self.augmented = len(copies)
-        log.info("transfer set: %d training texts and %d perturbed copies", len(labels), len(copies))
-        return copies
+            # perturbed copies join the training split without a gold label (``NO_GOLD``): the teacher's
+            # probabilities are their only target
+            copies = distill_copies(train_tokens, self.config.distill, self.config.seed)
+            ids, labels = self.splits["train"]
+            encoded = [self.codec.encode(t) for t in copies]
+            self.splits["train"] = (ids + encoded, labels + [NO_GOLD] * len(copies))
+            self.augmented = len(copies)
+            if copies:
+                log.info("transfer set: %d training texts and %d perturbed copies", len(labels), len(copies))
+            self.soft_targets = self._teacher_probabilities([r.text for r in rows["train"]] + copies)
 
     def _teacher_probabilities(self, texts: list[str]) -> np.ndarray:
         """The teacher's class probabilities ``[N, C]`` for ``texts``, in the student's label order."""
@@ -131,13 +119,8 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         return out
 
     def data_info(self) -> dict[str, Any]:
-        info = {
-            split: split_info(self.paths[split], len(ids) - (self.augmented if split == "train" else 0))
-            for split, (ids, _) in self.splits.items()
-        }
-        if self.augmented:
-            info["train"]["perturbed_copies"] = self.augmented
-        return info
+        rows = {split: len(ids) for split, (ids, _) in self.splits.items()}
+        return splits_info(self.paths, rows, self.augmented)
 
     def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         ids, labels = self.splits[split]
