@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         " that refusing an overload slows the work already admitted less (service/priority.py); it costs"
         " throughput at capacity, so 0 (one priority for all threads) is the default",
     )
+    inference_process: bool = Field(
+        False,
+        description="each serving process runs the batched models (sentiment, NER, translation) in an"
+        " inference process of its own, which holds their sessions and runs their batches with its own GIL"
+        " (service/inference_process.py); generation stays in the serving process",
+    )
     gil_switch_interval_ms: float = Field(
         5.0,
         gt=0,

@@ -34,6 +34,7 @@ from service.api.routes import health, models
 from service.auth import AuthMiddleware, limits_models, load_api_keys
 from service.config import Settings, get_settings
 from service.drain import Drain
+from service.inference_process import InferenceProcess
 from service.logs import configure_logging, flush_logs
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
@@ -66,13 +67,18 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
 
         plugins = default_plugins()
     metrics = Metrics()
-    repository = ModelRepository(settings, plugins, metrics, WorkerGroup.from_env(settings.process_count))
+    inference = InferenceProcess(settings) if settings.inference_process else None
+    repository = ModelRepository(
+        settings, plugins, metrics, WorkerGroup.from_env(settings.process_count), inference
+    )
     api_keys = load_api_keys(settings)  # a missing or malformed keys file stops the start here
     drain = Drain(settings.shutdown_timeout_s, on_start=repository.begin_drain)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         priority.set_gil_switch_interval(settings.gil_switch_interval_ms)
+        if inference is not None:
+            inference.start()  # at the process's priority, as the model threads
         priority.lower_event_loop(settings.event_loop_nice)  # before any model thread starts
         repository.scan()
         await control.prepare()
@@ -90,6 +96,8 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
             await _cancel(task)
         repository.workers.withdraw()  # the other processes stop counting this one as ready
         await repository.close(drain=True, timeout=settings.shutdown_timeout_s)
+        if inference is not None:
+            await asyncio.to_thread(inference.close)
         metrics.close()
         log.info("shutdown complete")
         flush_logs()  # uvicorn may end the process by re-raising SIGTERM, before any exit hook

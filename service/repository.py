@@ -34,12 +34,12 @@ from pydantic import ValidationError
 from service.auth import authorize_model
 from service.config import Settings
 from service.errors import ModelNotFound, ModelUnavailable, ServiceError
+from service.inference_process import InferenceProcess
 from service.manifest import MANIFEST_NAME, ModelManifest, version_dirs
 from service.metrics import Metrics
 from service.plugin import TaskPlugin
 from service.priority import in_model_thread
-from service.runtime import ModelLoadError, create_session
-from service.serving import ServedModel
+from service.serving import BatchedModel, ServedModel, load_model
 from service.workers import WorkerGroup
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,13 @@ class ModelRepository:
         plugins: Sequence[TaskPlugin],
         metrics: Metrics,
         workers: WorkerGroup | None = None,
+        inference: InferenceProcess | None = None,
     ):
         self.settings = settings
         self.plugins = {p.task: p for p in plugins}
         self.metrics = metrics
         self.workers = workers or WorkerGroup(None)  # the other serving processes, if any
+        self.inference = inference  # where the batched models run, when not in this process
         self.entries: dict[str, ModelEntry] = {}
         self.defaults: dict[str, str] = {}
         self.loading_done = False
@@ -234,25 +236,17 @@ class ModelRepository:
 
     # -- loading ---------------------------------------------------------------------------------
     def _build(self, entry: ModelEntry) -> ServedModel:
-        """Blocking: sessions, task model, warm-up. Raises with a one-line reason."""
+        """Blocking: sessions, task model, warm-up, here or in the inference process. Raises with a
+        one-line reason."""
         manifest = entry.manifest
         assert manifest is not None and entry.version is not None
         version_dir = self.settings.model_repository / entry.name / str(entry.version)
-        # files first: a graph's external weights are among them, and this error is the plainer one
-        missing = [f for f in manifest.files.values() if not (version_dir / f).is_file()]
-        if missing:
-            raise ModelLoadError(f"files missing from version {entry.version}: {missing}")
-        sessions = {
-            key: create_session(version_dir / spec.file, spec, self.settings)
-            for key, spec in manifest.graphs.items()
-        }
-        if not sessions:
-            raise ModelLoadError("manifest declares no graphs")
-        model = self.plugins[manifest.task].build(
-            manifest, entry.version, version_dir, sessions, self.settings
-        )
-        if self.settings.warmup:
-            model.warmup()
+        plugin = self.plugins[manifest.task]
+        if self.inference is None or not plugin.batched:
+            return load_model(plugin.build, manifest, entry.version, version_dir, self.settings)
+        model = plugin.build(manifest, entry.version, version_dir, {}, self.settings)  # no sessions here
+        assert isinstance(model, BatchedModel)
+        model.remote = self.inference.load(plugin.build, manifest, entry.version, version_dir)
         return model
 
     async def _start(self, entry: ModelEntry) -> ServedModel:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import onnxruntime as ort
 
@@ -28,7 +28,10 @@ from service.config import BatchingConfig, Settings
 from service.errors import InferenceError, ServiceError
 from service.manifest import ModelManifest
 from service.metrics import BatchMetrics
-from service.runtime import provider_of
+from service.runtime import ModelLoadError, create_session, provider_of
+
+if TYPE_CHECKING:
+    from service.inference_process import RemoteModel
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,9 @@ class BatchedModel(ServedModel):
     """A model answered item by item through the dynamic batcher."""
 
     batcher: DynamicBatcher | None = field(default=None, init=False)
+    #: where the batches run when not here: the same model loaded in the inference process
+    #: (``service.inference_process``), whose sessions these are; None: in this process
+    remote: RemoteModel | None = field(default=None, init=False)
 
     # -- to implement per task -------------------------------------------------------------------
     @abc.abstractmethod
@@ -109,9 +115,13 @@ class BatchedModel(ServedModel):
                 raise result
         self.predict_batch(items[:1])
 
+    @property
+    def provider(self) -> str:
+        return self.remote.provider if self.remote is not None else super().provider
+
     async def start(self, metrics: BatchMetrics | None) -> None:
         self.batcher = DynamicBatcher(
-            self.predict_batch,
+            self.remote or self.predict_batch,
             name=self.name,
             max_batch_size=self.max_batch_size,
             max_queue_delay_ms=self.batching.max_queue_delay_ms,
@@ -125,9 +135,12 @@ class BatchedModel(ServedModel):
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         if self.batcher is not None:
             await self.batcher.close(drain=drain, timeout=timeout)
+        if self.remote is not None:
+            self.remote.release()
 
     def fault(self) -> str | None:
-        return self.batcher.watch.fault() if self.batcher is not None else None
+        own = self.batcher.watch.fault() if self.batcher is not None else None
+        return own or (self.remote.fault() if self.remote is not None else None)
 
     def refusal(self) -> ServiceError | None:
         return self.batcher.refusal() if self.batcher is not None else None
@@ -160,29 +173,50 @@ class CodecFactory(Protocol):
     def __call__(self, manifest: ModelManifest, version_dir: Path) -> Any: ...
 
 
-def codec_model_builder(
-    model_class: type[ServedModel],
-    codec_factory: CodecFactory,
-    batching_defaults: Mapping[str, Any] | None = None,
-) -> BuildFn:
+@dataclass(frozen=True)
+class CodecModelBuilder:
     """The usual ``build``: ``model_class`` around the sessions, the task's batching settings (the task's
     ``batching_defaults`` where the settings name none) and a codec read from the manifest and version
-    folder (``codec_factory``, e.g. ``SentimentCodec.from_manifest``)."""
+    folder (``codec_factory``, e.g. ``SentimentCodec.from_manifest``). A class and a function named at
+    module level, so the builder pickles by reference and the inference process can build the same model."""
 
-    def build(
+    model_class: type[ServedModel]
+    codec_factory: CodecFactory
+    batching_defaults: Mapping[str, Any] | None = None
+
+    def __call__(
+        self,
         manifest: ModelManifest,
         version: int,
         version_dir: Path,
         sessions: dict[str, ort.InferenceSession],
         settings: Settings,
     ) -> ServedModel:
-        return model_class(
+        return self.model_class(
             manifest=manifest,
             version=version,
             version_dir=version_dir,
             sessions=sessions,
-            batching=settings.batching_for(manifest.task, batching_defaults),
-            codec=codec_factory(manifest, version_dir),
+            batching=settings.batching_for(manifest.task, self.batching_defaults),
+            codec=self.codec_factory(manifest, version_dir),
         )
 
-    return build
+
+def load_model(
+    build: BuildFn, manifest: ModelManifest, version: int, version_dir: Path, settings: Settings
+) -> ServedModel:
+    """Blocking: the version's sessions, the task's model around them, and its warm-up (when the settings
+    ask for one). Raises with a one-line reason."""
+    # files first: a graph's external weights are among them, and this error is the plainer one
+    missing = [f for f in manifest.files.values() if not (version_dir / f).is_file()]
+    if missing:
+        raise ModelLoadError(f"files missing from version {version}: {missing}")
+    sessions = {
+        key: create_session(version_dir / spec.file, spec, settings) for key, spec in manifest.graphs.items()
+    }
+    if not sessions:
+        raise ModelLoadError("manifest declares no graphs")
+    model = build(manifest, version, version_dir, sessions, settings)
+    if settings.warmup:
+        model.warmup()
+    return model

@@ -53,8 +53,12 @@ def _requests_total(metrics: str, endpoint: str) -> float:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and /proc")
-def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path) -> None:
+@pytest.mark.parametrize("inference_process", [False, True], ids=["in-process", "inference-process"])
+def test_two_processes_serve_count_together_and_drain_on_sigterm(
+    tiny_repo: Path, inference_process: bool
+) -> None:
     env = {
+        "RNNSERVE_INFERENCE_PROCESS": str(inference_process).lower(),
         "RNNSERVE_MODEL_REPOSITORY": str(tiny_repo),
         "RNNSERVE_DEVICE": "cpu",
         "RNNSERVE_WORKERS": "2",
@@ -63,7 +67,8 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
     }
     server, base = start_service(env)
     try:
-        assert ProcessTree(server.pid).processes() >= 3  # the supervisor and two serving processes
+        # the supervisor and two serving processes, each with its inference process when asked
+        assert ProcessTree(server.pid).processes() >= (5 if inference_process else 3)
 
         with httpx.Client(base_url=base) as client:  # new connections spread over the processes
             for _ in range(40):
@@ -99,11 +104,17 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(tiny_repo: Path
     log = server.stdout.read()
     assert finished == [200] * 8, log[-3000:]
     assert log.count("] shutdown complete") == 2, log[-3000:]  # each serving process drained
+    if inference_process:
+        assert log.count("inference process") >= 4, log[-3000:]  # two started, two exited
+        assert log.count("exited with code") == 0, log[-3000:]  # none died on the way
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="prctl(PR_SET_PDEATHSIG)")
-def test_serving_processes_exit_when_their_supervisor_is_killed(tiny_repo: Path) -> None:
-    env = {"RNNSERVE_MODEL_REPOSITORY": str(tiny_repo)}
+@pytest.mark.parametrize("inference_process", [False, True], ids=["in-process", "inference-process"])
+def test_serving_processes_exit_when_their_supervisor_is_killed(
+    tiny_repo: Path, inference_process: bool
+) -> None:
+    env = {"RNNSERVE_MODEL_REPOSITORY": str(tiny_repo), "RNNSERVE_INFERENCE_PROCESS": str(inference_process)}
     env |= {"RNNSERVE_DEVICE": "cpu", "RNNSERVE_WORKERS": "2"}
     server, _ = start_service(env, capture=False)
     try:

@@ -10,7 +10,7 @@ import numpy as np
 
 from service.batching import split_by_length
 from service.errors import InferenceError
-from service.serving import BatchedModel, codec_model_builder
+from service.serving import BatchedModel, CodecModelBuilder
 from service.tasks.ner.codec import NerCodec
 from service.tasks.ner.contract import EMISSIONS, GRAPH
 
@@ -46,4 +46,4 @@ class NerModel(BatchedModel):
         return ["Peter Blackburn", "EU rejects German call to boycott British lamb and Welsh beef . " * 4]
 
 
-build = codec_model_builder(NerModel, NerCodec.from_manifest)
+build = CodecModelBuilder(NerModel, NerCodec.from_manifest)

@@ -10,7 +10,7 @@ import numpy as np
 
 from service.batching import split_by_length
 from service.errors import InferenceError
-from service.serving import BatchedModel, codec_model_builder
+from service.serving import BatchedModel, CodecModelBuilder
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import GRAPH, PROBABILITIES
 
@@ -36,4 +36,4 @@ class SentimentModel(BatchedModel):
         return ["good .", "a rather long warm-up sentence that exercises the recurrent graph " * 4]
 
 
-build = codec_model_builder(SentimentModel, SentimentCodec.from_manifest)
+build = CodecModelBuilder(SentimentModel, SentimentCodec.from_manifest)

@@ -14,7 +14,7 @@ import numpy as np
 
 from service.batching import split_by_length
 from service.errors import InferenceError
-from service.serving import BatchedModel, codec_model_builder
+from service.serving import BatchedModel, CodecModelBuilder
 from service.tasks.translation.codec import TranslationCodec
 from service.tasks.translation.contract import (
     ATTENTION,
@@ -119,6 +119,6 @@ class TranslationModel(BatchedModel):
 # the service's capacity Poisson bursts queue seconds of translation: with a 2 s bound the 30-minute soak
 # refused 31 of 363,074 requests, at expected waits of 2.0-2.4 s. Half the 10 s request deadline still
 # leaves the request's own batch time to spare.
-build = codec_model_builder(
+build = CodecModelBuilder(
     TranslationModel, TranslationCodec.from_manifest, batching_defaults={"max_queue_wait_s": 5.0}
 )

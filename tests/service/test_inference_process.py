@@ -1,0 +1,169 @@
+"""The inference process: the batched models' sessions and batches in a child of the serving process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.errors import ModelUnavailable
+from service.inference_process import InferenceProcess
+from service.plugin import TaskPlugin
+from service.serving import CodecModelBuilder
+from service.tasks.sentiment.codec import SentimentCodec
+from service.tasks.sentiment.model import SentimentModel
+from service.tasks.sentiment.plugin import PLUGIN as SENTIMENT
+from tests.service.bundled import bundled_repository
+from tests.service.conftest import TINY, serving, settings_for, wait_ready
+
+TEXTS = ["a gripping , beautifully acted film .", "dull and far too long .", "not bad at all ."]
+REQUESTS = {
+    "/sentiment": {"texts": TEXTS},
+    "/tag": {"texts": ["Peter Blackburn spoke in Brussels.", "EU rejects German call ."]},
+    "/translate": {"texts": ["A man is riding a bicycle.", "Two dogs play in the snow."], "beam_size": 3},
+    "/generate": {"prompt": "ROMEO:", "max_new_tokens": 40, "seed": 7},
+}
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX processes and signals")
+
+
+def _inference(client: TestClient) -> InferenceProcess:
+    inference = client.app.state.repository.inference
+    assert inference is not None
+    return inference
+
+
+def _wait(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_every_task_answers_as_it_does_in_the_serving_process(tmp_path: Path) -> None:
+    root = bundled_repository(tmp_path / "models")
+    answers = {}
+    child = 0
+    for inference_process in (False, True):
+        with serving(settings_for(root, inference_process=inference_process)) as client:
+            answers[inference_process] = {p: client.post(p, json=body).json() for p, body in REQUESTS.items()}
+            models = {e.name: e.model for e in client.app.state.repository.entries.values()}
+            if inference_process:
+                for name in ("sentiment-gru", "ner-bigru-crf", "translation-gru"):
+                    assert models[name].sessions == {} and models[name].remote is not None, name
+                    assert models[name].provider == "CPUExecutionProvider"
+                assert models["generation-gru"].sessions, "generation runs in the serving process"
+                child = _inference(client).pid
+                assert child is not None and child != os.getpid()
+        if inference_process:  # the serving process's shutdown ends its inference process
+            _wait(lambda pid=child: _gone(pid), 10)
+    assert answers[True] == answers[False]
+    assert all("error" not in answer for answer in answers[True].values()), answers[True]
+
+
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+
+def test_a_killed_inference_process_is_started_again_and_its_models_loaded_again(tiny_repo: Path) -> None:
+    with serving(settings_for(tiny_repo, inference_process=True)) as client:
+        inference = _inference(client)
+        before = client.post("/sentiment", json={"texts": TEXTS}).json()
+        first = inference.pid
+        os.kill(first, signal.SIGKILL)
+        _wait(lambda: inference.restarts == 1)
+
+        refused = client.post("/sentiment", json={"texts": TEXTS})
+        if refused.status_code == 503:  # unless the models were loaded again already
+            assert refused.json()["error"]["code"] == "model_unavailable"
+            assert refused.headers["Retry-After"] == "1"
+        wait_ready(client)
+        assert inference.pid != first
+        assert client.post("/sentiment", json={"texts": TEXTS}).json() == before
+        names = {m["name"]: m for m in client.get("/models").json()["models"]}
+        assert names[TINY]["fault"] is None
+
+
+def test_the_ready_check_names_the_restart_while_it_lasts(tiny_repo: Path) -> None:
+    with serving(settings_for(tiny_repo, inference_process=True)) as client:
+        inference = _inference(client)
+        model = client.app.state.repository.entries[TINY].model
+        inference.live.discard(model.remote.key)  # as the supervisor does when the process has gone
+        inference.down_reason = "the inference process exited (code -9) and is being restarted"
+        answer = client.post("/sentiment", json={"text": "good"})
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_unavailable"
+        assert "restarting" in answer.json()["error"]["message"]
+        _wait(lambda: client.get("/ready").status_code == 503)
+        assert "exited (code -9)" in client.get("/ready").json()["reasons"]["sentiment"]
+        inference.live.add(model.remote.key)
+        wait_ready(client)
+
+
+@dataclass
+class SlowSentimentModel(SentimentModel):
+    """Takes its time over any batch with the text ``slow``."""
+
+    def predict_batch(self, items: list[str]) -> list[Any]:
+        if "slow" in items:
+            time.sleep(20)
+        return list(super().predict_batch(items))
+
+
+SLOW = TaskPlugin(
+    task=SENTIMENT.task,
+    build=CodecModelBuilder(SlowSentimentModel, SentimentCodec.from_manifest),
+    router=SENTIMENT.router,
+    v2=SENTIMENT.v2,
+)
+
+
+def test_a_call_running_when_the_process_dies_fails_with_503_and_others_are_answered(
+    tiny_repo: Path,
+) -> None:
+    with serving(settings_for(tiny_repo, inference_process=True), plugins=[SLOW]) as client:
+        inference = _inference(client)
+        batcher = client.app.state.repository.entries[TINY].model.batcher
+        answers: list[Any] = []
+        slow = threading.Thread(
+            target=lambda: answers.append(client.post("/sentiment", json={"text": "slow"}))
+        )
+        slow.start()
+        _wait(lambda: batcher.in_flight == 1)
+        os.kill(inference.pid, signal.SIGKILL)
+        slow.join(30)
+        (answer,) = answers
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "model_unavailable"
+        assert "exited (code -9) during the call" in answer.json()["error"]["message"]
+        wait_ready(client)
+        assert client.post("/sentiment", json={"text": "good"}).status_code == 200
+
+
+def test_an_unloaded_version_is_forgotten_by_the_inference_process(tiny_repo: Path) -> None:
+    with serving(settings_for(tiny_repo, inference_process=True)) as client:
+        inference = _inference(client)
+        model = client.app.state.repository.entries["sentiment-tiny-b"].model
+        key = model.remote.key
+        assert inference.call("predict", key, ["good"])[0]["label"] in ("positive", "negative")
+        client.portal.call(client.app.state.repository.unload, "sentiment-tiny-b")
+        assert key not in inference.live
+        with pytest.raises(ModelUnavailable, match="not loaded here"):
+            inference.call("predict", key, ["good"])
+        assert client.post("/sentiment", json={"text": "good"}).status_code == 200  # the others serve
+
+
+def test_a_model_that_fails_to_load_there_is_failed_with_its_reason(tiny_repo: Path) -> None:
+    with serving(settings_for(tiny_repo, inference_process=True), ready=False) as client:
+        _wait(lambda: client.app.state.repository.loading_done)
+        models = {m["name"]: m for m in client.get("/models").json()["models"]}
+        assert models["broken-graph"]["state"] == "failed"
+        assert "ONNX Runtime cannot load it" in models["broken-graph"]["error"]
+        assert models[TINY]["state"] == "ready"
