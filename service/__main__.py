@@ -2,35 +2,61 @@
 
 ``RNNSERVE_WORKERS`` serving processes share the port (default: one per core). With more than one,
 uvicorn's supervisor starts them, replaces one that dies, and on SIGTERM stops them all, each draining
-its own queues first; a shared run folder holds their metrics (prometheus_client's multiprocess mode) and
-the state each publishes for ``/ready`` and ``/models`` (``service.workers``).
+its own queues first. On Linux each listens on a socket of its own (``service.listener``). A shared run
+folder holds their metrics (prometheus_client's multiprocess mode) and the state each publishes for
+``/ready`` and ``/models`` (``service.workers``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 import tempfile
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
+from service import listener
 from service.config import Settings, get_settings
 from service.logs import configure_logging
 from service.metrics import MULTIPROCESS_ENV
 from service.workers import WORKERS_DIR_ENV
 
+log = logging.getLogger(__name__)
+
 
 def _run(settings: Settings, workers: int) -> None:
-    uvicorn.run(
-        "service.main:create_app" if workers == 1 else "service.main:create_worker_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        workers=workers,
-    )
+    options = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "workers": workers,
+    }
+    if workers == 1:
+        uvicorn.run("service.main:create_app", **options)
+    elif settings.reuse_port and listener.supported():
+        config = uvicorn.Config("service.main:create_worker_app", **options)
+        try:
+            sock = listener.ReusePortListener.for_address(settings.host, settings.port)
+        except OSError as exc:
+            log.error("cannot bind %s:%d: %s", settings.host, settings.port, exc)
+            sys.exit(STARTUP_FAILURE)
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "listening on http://%s:%d: %d serving processes, a socket each (SO_REUSEPORT)",
+            host,
+            port,
+            workers,
+        )
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.run("service.main:create_worker_app", **options)
 
 
 def main() -> None:

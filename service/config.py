@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     workers: int | None = Field(
         None, ge=1, description="serving processes sharing the port; default: one per available core"
     )
+    reuse_port: bool = Field(
+        True,
+        description="Linux, several serving processes: each listens on a socket of its own (SO_REUSEPORT) and"
+        " the kernel spreads new connections evenly over them; false: one shared socket, from which an idle"
+        " process takes every connection waiting (service/listener.py)",
+    )
     # By default the cores are shared out among the serving processes (one thread each with one process
     # per core): these RNNs are small, the HTTP event loop needs a core too, and on a small shared machine
     # an ORT thread pool without spin-waiting can stall on busy cores (docs/benchmarks.md).
