@@ -3,6 +3,7 @@
     git worktree add /tmp/before <commit>
     python -m loadtest.bench_trees --tree before=/tmp/before --tree after=.      # prints the table
     python -m loadtest.bench_trees --tree before=/tmp/before --tree after=. --env RNNSERVE_ACCESS_LOG=true
+    python -m loadtest.bench_trees --tree one=. --tree two=. --tree-env two:RNNSERVE_WORKERS=1  # settings
 
 Each tree's service is started once (with this tree's ``models/`` and the same settings), then every
 client count runs on every tree, ``--rounds`` times, the tree order reversed each round, with the load
@@ -36,6 +37,14 @@ def parse_tree(value: str) -> tuple[str, Path]:
     return name, Path(path).resolve()
 
 
+def parse_tree_env(value: str) -> tuple[str, str, str]:
+    name, sep, setting = value.partition(":")
+    key, eq, setting_value = setting.partition("=")
+    if not sep or not eq or not key.startswith("RNNSERVE_"):
+        raise argparse.ArgumentTypeError(f"expected NAME:RNNSERVE_KEY=VALUE, got {value!r}")
+    return name, key, setting_value
+
+
 def commit_of(tree: Path) -> str:
     done = subprocess.run(
         ["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False
@@ -52,10 +61,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--env", action="append", default=[], help="RNNSERVE_*=value for every tree (repeatable)")
+    p.add_argument(
+        "--tree-env",
+        type=parse_tree_env,
+        action="append",
+        default=[],
+        help="NAME:RNNSERVE_*=value for one tree (repeatable): the same tree under other settings",
+    )
     p.add_argument("--doc", type=Path, help="write the table into this docs file, in section --marker")
     p.add_argument("--marker", default="bench-trees")
     args = p.parse_args(argv)
     trees = dict(args.tree)
+    tree_env: dict[str, dict[str, str]] = {name: {} for name in trees}
+    for name, key, value in args.tree_env:
+        if name not in trees:
+            p.error(f"--tree-env names {name!r}, which is not a --tree")
+        tree_env[name][key] = value
     command = shlex.join(["python", "-m", "loadtest.bench_trees", *(sys.argv[1:] if argv is None else argv)])
     texts = json.loads(PAYLOADS.read_text(encoding="utf-8"))["sentiment"]
     env = {
@@ -70,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         bodies.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
         services = {}
         for name, tree in trees.items():
-            service = start_service(env, Path(tmp) / f"{name}.log", tree=tree)
+            service = start_service(env | tree_env[name], Path(tmp) / f"{name}.log", tree=tree)
             stack.callback(stop_service, service)
             wait_ready(service)
             services[name] = service
@@ -82,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
             f"`{args.model}`, one dev sentence per request (`loadtest/payloads.json`), closed-loop keep-alive"
             f" clients over 127.0.0.1; medians of {args.rounds} alternating rounds of {args.seconds:g} s"
             f" after {args.warmup:g} s warm-up. Settings: {settings}.",
-            "Trees: " + "; ".join(f"{name}: `{commit_of(tree)}`" for name, tree in trees.items()) + ".",
+            "Trees: "
+            + "; ".join(
+                f"{name}: `{commit_of(tree)}`{_settings(tree_env[name])}" for name, tree in trees.items()
+            )
+            + ".",
             f"Machine: {machine()}; load averages (1 min) {load_before[0]:.2f} before and {load_after[0]:.2f}"
             " after.",
             *measured_with(command, started),
@@ -93,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.doc:
         replace_section(args.doc, args.marker, text)
     print(text)
+
+
+def _settings(env: dict[str, str]) -> str:
+    return (" with " + ", ".join(f"`{k}={v}`" for k, v in env.items())) if env else ""
 
 
 if __name__ == "__main__":

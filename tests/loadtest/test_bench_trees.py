@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from loadtest.bench.server import REPO_ROOT
-from loadtest.bench_trees import commit_of, main, parse_tree
+from loadtest.bench_trees import commit_of, main, parse_tree, parse_tree_env
 
 
 def test_a_tree_is_a_name_and_a_checkout_of_this_project(tmp_path):
@@ -16,6 +16,16 @@ def test_a_tree_is_a_name_and_a_checkout_of_this_project(tmp_path):
     for bad in ("after", f"={REPO_ROOT}", f"after={tmp_path}"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_tree(bad)
+
+
+def test_a_tree_may_have_settings_of_its_own():
+    setting = ("split", "RNNSERVE_INFERENCE_PROCESS", "true")
+    assert parse_tree_env("split:RNNSERVE_INFERENCE_PROCESS=true") == setting
+    for bad in ("split", "split:WORKERS=1", "RNNSERVE_WORKERS=1", "split:RNNSERVE_WORKERS"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_tree_env(bad)
+    with pytest.raises(SystemExit):  # a setting for a tree that is not given
+        main(["--tree", f"one={REPO_ROOT}", "--tree-env", "two:RNNSERVE_WORKERS=1"])
 
 
 def test_a_tree_is_labelled_by_its_commit(tmp_path):
