@@ -167,3 +167,18 @@ def test_a_model_that_fails_to_load_there_is_failed_with_its_reason(tiny_repo: P
         assert models["broken-graph"]["state"] == "failed"
         assert "ONNX Runtime cannot load it" in models["broken-graph"]["error"]
         assert models[TINY]["state"] == "ready"
+
+
+def test_a_reloaded_version_replaces_the_old_one_there_too(tiny_repo: Path) -> None:
+    with serving(settings_for(tiny_repo, inference_process=True)) as client:
+        inference = _inference(client)
+        repository = client.app.state.repository
+        old = repository.entries["sentiment-tiny-b"].model
+        body = {"text": "good", "model": "sentiment-tiny-b"}
+        before = client.post("/sentiment", json=body).json()
+        assert client.portal.call(repository.reload, "sentiment-tiny-b") is None
+        new = repository.entries["sentiment-tiny-b"].model
+        assert new is not old and new.remote.key != old.remote.key
+        _wait(lambda: old.remote.key not in inference.live)  # drained after its handover, then released
+        assert new.remote.key in inference.live
+        assert client.post("/sentiment", json=body).json() == before
