@@ -4,7 +4,9 @@ Two kinds of served model share :class:`ServedModel` (manifest, version, session
 
 * :class:`BatchedModel`, one item in and one result out (sentiment, NER, translation): a task implements
   ``predict_batch(items) -> results`` (run in a worker thread by a ``DynamicBatcher``; one result or
-  exception per item) and ``warmup_items()``; routes call ``infer_many(items)``.
+  exception per item) and ``warmup_items()``; routes call ``infer_many(items)``. With
+  ``RNNSERVE_INFERENCE_PROCESS`` the serving process's copy holds no sessions: its batcher calls
+  ``remote``, the same model loaded (by :func:`load_model`) in the inference process.
 * a model with its own scheduler (generation, step by step): it implements ``start``, ``close``,
   ``warmup`` and ``info`` itself, and offers routes its own calls (``generate``, ``stream``).
 
