@@ -22,6 +22,7 @@ from service.tasks.sentiment.model import SentimentModel
 from service.tasks.sentiment.plugin import PLUGIN as SENTIMENT
 from tests.service.bundled import bundled_repository
 from tests.service.conftest import TINY, serving, settings_for, wait_ready
+from tests.service.faults import wait_until
 
 TEXTS = ["a gripping , beautifully acted film .", "dull and far too long .", "not bad at all ."]
 REQUESTS = {
@@ -40,13 +41,6 @@ def _inference(client: TestClient) -> InferenceProcess:
     return inference
 
 
-def _wait(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def test_every_task_answers_as_it_does_in_the_serving_process(tmp_path: Path) -> None:
     root = bundled_repository(tmp_path / "models")
     answers = {}
@@ -63,7 +57,7 @@ def test_every_task_answers_as_it_does_in_the_serving_process(tmp_path: Path) ->
                 child = _inference(client).pid
                 assert child is not None and child != os.getpid()
         if inference_process:  # the serving process's shutdown ends its inference process
-            _wait(lambda pid=child: _gone(pid), 10)
+            wait_until(lambda pid=child: _gone(pid), 10)
     assert answers[True] == answers[False]
     assert all("error" not in answer for answer in answers[True].values()), answers[True]
 
@@ -79,7 +73,7 @@ def test_a_killed_inference_process_is_started_again_and_its_models_loaded_again
         before = client.post("/sentiment", json={"texts": TEXTS}).json()
         first = inference.pid
         os.kill(first, signal.SIGKILL)
-        _wait(lambda: inference.restarts == 1)
+        wait_until(lambda: inference.restarts == 1)
 
         refused = client.post("/sentiment", json={"texts": TEXTS})
         if refused.status_code == 503:  # unless the models were loaded again already
@@ -101,7 +95,7 @@ def test_the_ready_check_names_the_restart_while_it_lasts(tiny_repo: Path) -> No
         answer = client.post("/sentiment", json={"text": "good"})
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_unavailable"
         assert "restarting" in answer.json()["error"]["message"]
-        _wait(lambda: client.get("/ready").status_code == 503)
+        wait_until(lambda: client.get("/ready").status_code == 503)
         assert "exited (code -9)" in client.get("/ready").json()["reasons"]["sentiment"]
         inference.live.add(model.remote.key)
         wait_ready(client)
@@ -136,7 +130,7 @@ def test_a_call_running_when_the_process_dies_fails_with_503_and_others_are_answ
             target=lambda: answers.append(client.post("/sentiment", json={"text": "slow"}))
         )
         slow.start()
-        _wait(lambda: batcher.in_flight == 1)
+        wait_until(lambda: batcher.in_flight == 1)
         os.kill(inference.pid, signal.SIGKILL)
         slow.join(30)
         (answer,) = answers
@@ -162,7 +156,7 @@ def test_an_unloaded_version_is_forgotten_by_the_inference_process(tiny_repo: Pa
 
 def test_a_model_that_fails_to_load_there_is_failed_with_its_reason(tiny_repo: Path) -> None:
     with serving(settings_for(tiny_repo, inference_process=True), ready=False) as client:
-        _wait(lambda: client.app.state.repository.loading_done)
+        wait_until(lambda: client.app.state.repository.loading_done)
         models = {m["name"]: m for m in client.get("/models").json()["models"]}
         assert models["broken-graph"]["state"] == "failed"
         assert "ONNX Runtime cannot load it" in models["broken-graph"]["error"]
@@ -179,6 +173,6 @@ def test_a_reloaded_version_replaces_the_old_one_there_too(tiny_repo: Path) -> N
         assert client.portal.call(repository.reload, "sentiment-tiny-b") is None
         new = repository.entries["sentiment-tiny-b"].model
         assert new is not old and new.remote.key != old.remote.key
-        _wait(lambda: old.remote.key not in inference.live)  # drained after its handover, then released
+        wait_until(lambda: old.remote.key not in inference.live)  # drained after its handover, then released
         assert new.remote.key in inference.live
         assert client.post("/sentiment", json=body).json() == before
