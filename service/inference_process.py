@@ -118,9 +118,15 @@ class InferenceProcess:
         """Blocking: loads and warms up the model in the inference process; raises why it could not."""
         key = next(self._keys)
         args = (key, build, manifest, version, version_dir)
-        provider = self.call("load", *args)
-        self._loads[key] = args
-        self.live.add(key)
+        self._loads[key] = args  # from here on, a restarted process loads it again
+        restarts = self.restarts
+        try:
+            provider = self.call("load", *args)
+        except BaseException:
+            self._loads.pop(key, None)
+            raise
+        if self.restarts == restarts:  # else the restarted process is loading it again
+            self.live.add(key)
         return RemoteModel(self, key, provider)
 
     def forget(self, key: int) -> None:
@@ -189,7 +195,8 @@ class InferenceProcess:
 
     def _reloaded(self, key: int, done: Future[Any]) -> None:
         args = self._loads.get(key)
-        if args is None:  # unloaded meanwhile
+        if args is None:  # unloaded, or its first load failed, meanwhile
+            self._send("unload", (key,), None)
             return
         if done.exception() is None:
             self.live.add(key)
