@@ -110,11 +110,15 @@ def test_two_processes_serve_count_together_and_drain_on_sigterm(
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="prctl(PR_SET_PDEATHSIG)")
-@pytest.mark.parametrize("inference_process", [False, True], ids=["in-process", "inference-process"])
+@pytest.mark.parametrize(
+    "settings",
+    [{"RNNSERVE_REUSE_PORT": "false"}, {"RNNSERVE_INFERENCE_PROCESS": "true"}],
+    ids=["shared-socket", "inference-process"],
+)
 def test_serving_processes_exit_when_their_supervisor_is_killed(
-    tiny_repo: Path, inference_process: bool
+    tiny_repo: Path, settings: dict[str, str]
 ) -> None:
-    env = {"RNNSERVE_MODEL_REPOSITORY": str(tiny_repo), "RNNSERVE_INFERENCE_PROCESS": str(inference_process)}
+    env = {"RNNSERVE_MODEL_REPOSITORY": str(tiny_repo), **settings}
     env |= {"RNNSERVE_DEVICE": "cpu", "RNNSERVE_WORKERS": "2"}
     server, _ = start_service(env, capture=False)
     try:
