@@ -47,7 +47,13 @@ class ReusePortListener(socket.socket):
 
     @classmethod
     def for_address(cls, host: str, port: int) -> ReusePortListener:
+        """Raises ``OSError`` (address in use) when something already listens there, as a plain bind
+        would: without this check a second service started on the port would join the group."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if port:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:  # SO_REUSEADDR: TIME_WAIT is no owner
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
         return _reuse_port_socket(family, (host, port), cls)  # type: ignore[return-value]
 
     def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:

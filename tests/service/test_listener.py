@@ -49,3 +49,15 @@ def test_the_supervisors_socket_holds_the_port_without_taking_connections() -> N
             socket.create_connection(("127.0.0.1", port), timeout=2)
         with socket.socket() as other, pytest.raises(OSError):  # a socket without the option cannot bind it
             other.bind(("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "another-group"])
+def test_a_port_another_server_listens_on_is_refused(reuse_port: bool) -> None:
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # another rnnserve on the port: its sockets are in a SO_REUSEPORT group
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen(8)
+        with pytest.raises(OSError, match="in use"):
+            listener.ReusePortListener.for_address("127.0.0.1", other.getsockname()[1])
