@@ -160,15 +160,21 @@ class InferenceProcess:
         pause = 1.0
         while not self._closing:
             started = time.monotonic()
-            conn = self._spawn()
+            try:
+                conn = self._spawn()
+            except Exception as exc:  # e.g. out of memory or processes: the models stay unavailable
+                self.down_reason = f"the inference process cannot be started: {exc}"
+                log.error("%s; trying again", self.down_reason)
+            else:
+                self._started.set()
+                self._reload()
+                code = self._read(conn)
+                if self._closing:
+                    break
+                self.restarts += 1
+                self.down_reason = f"the inference process exited (code {code}) and is being restarted"
+                log.error("inference process exited with code %s: its calls failed; restarting it", code)
             self._started.set()
-            self._reload()
-            code = self._read(conn)
-            if self._closing:
-                break
-            self.restarts += 1
-            self.down_reason = f"the inference process exited (code {code}) and is being restarted"
-            log.error("inference process exited with code %s: its running calls failed; restarting it", code)
             pause = 1.0 if time.monotonic() - started > _STABLE_S else min(_MAX_PAUSE_S, pause * 2)
             time.sleep(pause)
         self._started.set()

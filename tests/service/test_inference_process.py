@@ -176,3 +176,19 @@ def test_a_reloaded_version_replaces_the_old_one_there_too(tiny_repo: Path) -> N
         wait_until(lambda: old.remote.key not in inference.live)  # drained after its handover, then released
         assert new.remote.key in inference.live
         assert client.post("/sentiment", json=body).json() == before
+
+
+def test_a_process_that_cannot_be_started_leaves_its_calls_unavailable(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_process(self: InferenceProcess) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(InferenceProcess, "_spawn", no_process)
+    inference = InferenceProcess(settings_for(tiny_repo))
+    inference.start()  # returns: the supervisor keeps trying in the background
+    try:
+        with pytest.raises(ModelUnavailable, match="cannot be started: Resource temporarily unavailable"):
+            inference.call("predict", 0, ["good"])
+    finally:
+        inference.close(timeout=2)
