@@ -105,6 +105,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         quick_args=("--seconds", "3", "--warmup", "1", "--rounds", "1"),
         typical_s=90,
     ),
+    # How new connections spread over the serving processes; rewrites its section of docs/experiments.md.
+    Benchmark(
+        "connection-spread",
+        "loadtest.bench_connection_spread",
+        args=("--doc", "docs/experiments.md"),
+        quick_args=("--tries", "3", "--doc", "docs/experiments.md"),
+        typical_s=40,
+        writes_section=False,
+    ),
     Benchmark(
         "loadtest-mix",
         "loadtest.loadrun",
