@@ -35,6 +35,15 @@ def parse_stat(text: str) -> ProcStat:
     return ProcStat(int(head), int(f[1]), name, int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]))
 
 
+def running(pid: int, proc: Path = PROC) -> bool:
+    """Whether the process exists and has not exited (a zombie, exited and not yet reaped, has)."""
+    try:
+        state = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def start_time(pid: int, proc: Path = PROC) -> int | None:
     """When a process started (clock ticks after boot), to tell it from a later one with the same pid."""
     try:

@@ -120,6 +120,18 @@ def test_parse_stat_takes_names_with_spaces_and_parentheses():
     assert s == ProcStat(42, 7, "ray::Serve (x) y", 20)
 
 
+def test_a_process_runs_until_it_exits_even_before_it_is_reaped(tmp_path):
+    for pid, state in ((5, "S"), (6, "Z")):
+        (tmp_path / str(pid)).mkdir()
+        # a name that holds what looks like a state
+        line = stat_line(pid, "a (b) Z", 1, 0, 0).replace(") S ", f") {state} ")
+        (tmp_path / str(pid) / "stat").write_text(line)
+    assert procs.running(5, tmp_path)
+    assert not procs.running(6, tmp_path)  # exited, not yet reaped
+    assert not procs.running(7, tmp_path)  # gone
+    assert procs.running(os.getpid())
+
+
 def test_tree_sums_the_root_and_every_descendant_only():
     stats = {
         s.pid: s
@@ -392,8 +404,7 @@ def test_stop_tree_also_ends_children_that_outlive_their_parent(tmp_path: Path):
     deadline = time.monotonic() + 5
     while procs.start_time(child) is not None and time.monotonic() < deadline:
         time.sleep(0.05)  # killed; its new parent (init or a subreaper) reaps it
-    state = Path(f"/proc/{child}/stat")
-    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert not procs.running(child)
 
 
 def test_the_ceiling_is_the_best_batch_and_thread_count_and_the_service_is_set_against_it():

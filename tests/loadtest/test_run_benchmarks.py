@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from loadtest.bench import procs
 from loadtest.run_benchmarks import BENCHMARKS, Benchmark, main, run
 
 WRITES_SECTION = """
@@ -97,15 +97,6 @@ def test_a_timeout_stops_what_the_benchmark_started(tmp_path: Path, monkeypatch:
     assert outcome.status == "timed out"
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while procs.running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "the benchmark's own child process outlived the timeout"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return not (status.exists() and status.read_text().split()[2] == "Z")
+    assert not procs.running(child), "the benchmark's own child process outlived the timeout"

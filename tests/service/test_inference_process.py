@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from loadtest.bench.procs import running
 from service.errors import ModelUnavailable
 from service.inference_process import InferenceProcess
 from service.plugin import TaskPlugin
@@ -57,14 +58,9 @@ def test_every_task_answers_as_it_does_in_the_serving_process(tmp_path: Path) ->
                 child = _inference(client).pid
                 assert child is not None and child != os.getpid()
         if inference_process:  # the serving process's shutdown ends its inference process
-            wait_until(lambda pid=child: _gone(pid), 10)
+            wait_until(lambda pid=child: not running(pid), 10)
     assert answers[True] == answers[False]
     assert all("error" not in answer for answer in answers[True].values()), answers[True]
-
-
-def _gone(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().split()[2] == "Z"
 
 
 def test_a_killed_inference_process_is_started_again_and_its_models_loaded_again(tiny_repo: Path) -> None:

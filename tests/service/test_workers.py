@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.bench.procs import ProcessTree
+from loadtest.bench.procs import ProcessTree, running
 from service.workers import WorkerGroup
 from tests.service.live import start_service
 
@@ -127,10 +127,7 @@ def test_serving_processes_exit_when_their_supervisor_is_killed(
         server.kill()  # SIGKILL: the supervisor cannot stop its workers itself
         server.wait(10)
         deadline = time.monotonic() + 30
-        while any(
-            Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-            for pid in workers
-        ):
+        while any(running(pid) for pid in workers):
             assert time.monotonic() < deadline, "orphaned serving processes are still running"
             time.sleep(0.2)
     finally:
