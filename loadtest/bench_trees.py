@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             services[name] = service
         runs = alternate(services, bodies, args)
     load_after = os.getloadavg()
-    settings = ", ".join(f"`{k}={v}`" for k, v in env.items() if k != "RNNSERVE_MODEL_REPOSITORY")
+    settings = _settings({k: v for k, v in env.items() if k != "RNNSERVE_MODEL_REPOSITORY"})
     text = "\n".join(
         [
             f"`{args.model}`, one dev sentence per request (`loadtest/payloads.json`), closed-loop keep-alive"
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
             f" after {args.warmup:g} s warm-up. Settings: {settings}.",
             "Trees: "
             + "; ".join(
-                f"{name}: `{commit_of(tree)}`{_settings(tree_env[name])}" for name, tree in trees.items()
+                f"{name}: `{commit_of(tree)}`"
+                + (f" with {_settings(tree_env[name])}" if tree_env[name] else "")
+                for name, tree in trees.items()
             )
             + ".",
             f"Machine: {machine()}; load averages (1 min) {load_before[0]:.2f} before and {load_after[0]:.2f}"
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _settings(env: dict[str, str]) -> str:
-    return (" with " + ", ".join(f"`{k}={v}`" for k, v in env.items())) if env else ""
+    return ", ".join(f"`{k}={v}`" for k, v in env.items())
 
 
 if __name__ == "__main__":
