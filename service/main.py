@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import inspect
 import logging
@@ -44,10 +43,9 @@ from service.protocols.v2 import repository as v2_repository
 from service.protocols.v2 import routes as v2
 from service.repository import ModelRepository
 from service.ui import routes as ui
-from service.workers import WorkerGroup
+from service.workers import WorkerGroup, signal_when_parent_dies
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 async def _load(repository: ModelRepository, settings: Settings) -> None:
@@ -172,8 +170,7 @@ def create_worker_app() -> FastAPI:
 def _exit_with_supervisor() -> None:
     """Linux: this process gets SIGTERM (and drains) when its supervisor dies, even by SIGKILL, so no
     orphaned serving process keeps the port."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal_when_parent_dies(signal.SIGTERM)
     if os.getppid() == 1:  # the supervisor was already gone
         os.kill(os.getpid(), signal.SIGTERM)
 

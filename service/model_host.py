@@ -19,8 +19,6 @@ its serving process closes the pipe or dies.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import pickle
@@ -34,17 +32,16 @@ from service.config import Settings
 from service.errors import InferenceError, ModelUnavailable
 from service.logs import configure_logging, flush_logs
 from service.serving import ServedModel, load_model
+from service.workers import signal_when_parent_dies
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def serve(conn: Connection, settings: Settings) -> None:
     """The inference process's entry point (``multiprocessing``'s target)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    with contextlib.suppress(OSError, AttributeError):  # Linux: gone with the thread that started it
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal_when_parent_dies(signal.SIGKILL)
     configure_logging(settings.log_level, settings.log_format, sigterm_flush=False)
     try:
         ModelHost(conn, settings).run()

@@ -17,9 +17,11 @@ every process has followed. Without a directory (one process) the orders stay in
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,16 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 WORKERS_DIR_ENV = "RNNSERVE_WORKERS_DIR"  # set by ``python -m service`` for its worker processes
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def signal_when_parent_dies(sig: signal.Signals) -> None:
+    """Linux: the calling process gets ``sig`` when the thread that started it ends (its parent dies, even
+    by SIGKILL); elsewhere nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+
+
 ORDERS_FILE = "orders.json"
 ORDERS_LOCK = "orders.lock"
 
