@@ -44,7 +44,12 @@ _MAX_PAUSE_S = 30.0
 
 
 class InferenceProcessGone(ModelUnavailable):
-    """The inference process exited while the call was running or before it was sent."""
+    """The inference process exited while the call was running or before it was sent (503: try again
+    in a second, when it has been started again)."""
+
+    def __init__(self, message: str, **kwargs: Any):
+        kwargs.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(message, **kwargs)
 
 
 @dataclass(eq=False)
@@ -57,9 +62,7 @@ class RemoteModel:
 
     def __call__(self, items: list[Any]) -> list[Any]:
         if self.key not in self.process.live:
-            raise InferenceProcessGone(
-                "the inference process is restarting", headers={"Retry-After": "1"}, field="model"
-            )
+            raise InferenceProcessGone("the inference process is restarting", field="model")
         return self.process.call("predict", self.key, items)
 
     def fault(self) -> str | None:
@@ -143,7 +146,7 @@ class InferenceProcess:
     def _send(self, op: str, args: tuple[Any, ...], done: Future[Any] | None) -> None:
         with self._lock:
             if self._conn is None:
-                error = InferenceProcessGone(self.down_reason, headers={"Retry-After": "1"})
+                error = InferenceProcessGone(self.down_reason)
                 if done is not None:
                     done.set_exception(error)
                 return
@@ -237,9 +240,7 @@ class InferenceProcess:
                 process.kill()
                 process.join()
         code = process.exitcode if process is not None else None
-        error = InferenceProcessGone(
-            f"the inference process exited (code {code}) during the call", headers={"Retry-After": "1"}
-        )
+        error = InferenceProcessGone(f"the inference process exited (code {code}) during the call")
         for done in pending.values():
             done.set_exception(error)
         return code
