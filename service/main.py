@@ -26,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__, priority
 from service.admission import AdmissionMiddleware
+from service.api.app import ServiceApp
 from service.api.dispatch import DirectDispatch
 from service.api.errors import install_error_handlers, service_error_response
 from service.api.openapi import install_openapi
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         log.info("shutdown complete")
         flush_logs()  # uvicorn may end the process by re-raising SIGTERM, before any exit hook
 
-    app = FastAPI(
+    app = ServiceApp(
         title="rnnserve",
         version=__version__,
         description="Serving RNN models exported to ONNX, with dynamic batching. See docs/service.md.",
