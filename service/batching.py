@@ -3,7 +3,7 @@
 Usage (any task)::
 
     batcher = DynamicBatcher(predict, name="sentiment-lstm", max_batch_size=64,
-                             max_queue_delay_ms=2, max_queue_size=1024)
+                             max_queue_delay_ms=0, max_queue_size=1024)
     await batcher.start()
     result = await batcher.submit(item, timeout=10)         # one item
     results = await batcher.submit_many(items, timeout=10)  # several, all-or-nothing
@@ -15,10 +15,13 @@ whole for a batch of several items, every item is retried alone so a single pois
 its neighbours.
 
 Scheduling (Triton's knob names, Ray Serve's simplicity): while a worker is free the collector takes
-every queued item up to ``max_batch_size``. A lone request on an idle server is dispatched at once; only
-when the previous batch held several items (the server is under load) does the collector wait up to
-``max_queue_delay_ms`` after the oldest queued item for the batch to fill. While the worker is busy,
-new items simply accumulate, which is where most batching comes from.
+every queued item up to ``max_batch_size`` and dispatches them at once. While the worker is busy, new
+items accumulate, which is where the batching comes from. With ``max_queue_delay_ms`` above 0 (default 0,
+as Triton's), when the previous batch held several items (the server is under load) the collector waits
+up to that long after the oldest queued item for the batch to fill; a lone request on an idle server is
+never delayed. Against clients that wait for each answer before sending again the wait mostly idles the
+model: the batch cannot grow past the requests outstanding (docs/experiments.md, "Waiting for a batch to
+fill").
 
 Admission is by time: the batcher measures the model's time by batch size (``service.batch_cost``) and
 admits a request only if the items ahead of it are expected to clear within ``max_queue_wait_s`` and the
@@ -108,7 +111,7 @@ class DynamicBatcher(Generic[T, R]):
         *,
         name: str,
         max_batch_size: int = 64,
-        max_queue_delay_ms: float = 2.0,
+        max_queue_delay_ms: float = 0.0,
         max_queue_size: int = 1024,
         metrics: BatchMetrics | None = None,
         max_queue_wait_s: float = float("inf"),

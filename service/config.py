@@ -29,7 +29,10 @@ class BatchingConfig(BaseModel):
 
     max_batch_size: int = Field(64, ge=1, description="items per model call; 1 turns batching off")
     max_queue_delay_ms: float = Field(
-        2.0, ge=0, description="under load, how long a batch may wait to fill; an idle server never waits"
+        0.0,
+        ge=0,
+        description="under load, how long a batch may wait to fill (0: a free worker takes what is queued at"
+        " once; texts that arrive while it runs form the next batch); an idle server never waits",
     )
     max_queue_size: int = Field(1024, ge=1, description="queued items before new requests get 503")
     bucket_ratio: float = Field(
