@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.body import validation_error
+from service.api.responses import JsonAnswer
 from service.errors import ServiceError, error_body
 
 log = logging.getLogger(__name__)
@@ -18,21 +18,21 @@ log = logging.getLogger(__name__)
 
 def error_response(
     status: int, code: str, message: str, field: str | None = None, limit: Any = None, headers=None
-) -> JSONResponse:
-    return JSONResponse(error_body(code, message, field, limit), status_code=status, headers=headers)
+) -> JsonAnswer:
+    return JsonAnswer(error_body(code, message, field, limit), status_code=status, headers=headers)
 
 
-async def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
+async def service_error_response(request: Request, exc: ServiceError) -> JsonAnswer:
     if exc.status_code >= 500:
         log.warning("%s: %s", exc.code, exc.message)
     return error_response(exc.status_code, exc.code, exc.message, exc.field, exc.limit, exc.headers)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JsonAnswer:
     return await service_error_response(request, validation_error(exc.errors()))
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JsonAnswer:
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "body_too_large"}
     return error_response(
         exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=exc.headers

@@ -7,9 +7,9 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from service.api.body import read_json
+from service.api.responses import JsonAnswer
 from service.api.schemas import TextsRequest
 from service.api.streaming import disconnected
 from service.errors import ClientDisconnected
@@ -17,14 +17,14 @@ from service.errors import ClientDisconnected
 T = TypeVar("T")
 
 
-async def answer_texts(request: Request, task: str, schema: type[TextsRequest]) -> JSONResponse:
+async def answer_texts(request: Request, task: str, schema: type[TextsRequest]) -> JsonAnswer:
     """Parse and check the body, pick the model, run every text through its batcher, answer in order."""
     payload = await read_json(request, schema)
     limits = request.app.state.settings.limits
     texts = payload.checked_texts(limits.max_texts, limits.max_text_chars)
     model = request.app.state.repository.resolve(task, payload.model)
     results = await unless_disconnected(request, model.infer_many(model.request_items(payload, texts)))
-    return JSONResponse({"model": model.name, "results": results})
+    return JsonAnswer({"model": model.name, "results": results})
 
 
 #: a request answered sooner never starts a disconnect watcher (most answers at capacity come sooner); a

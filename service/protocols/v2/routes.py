@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from service import __version__
 from service.api.body import DirectRoute, json_body_openapi, read_json
+from service.api.responses import JsonAnswer
 from service.errors import BadRequest, ModelNotFound, ModelUnavailable, ServiceError, public_message
 from service.protocols.v2.adapter import V2Adapter
 from service.protocols.v2.errors import BinaryDataUnsupported, error_response
@@ -187,7 +188,7 @@ async def _infer(request: Request) -> JSONResponse:
     if body.id is not None:
         answer["id"] = body.id
     answer["outputs"] = outputs
-    return JSONResponse(answer)
+    return JsonAnswer(answer)
 
 
 _READY_DOC = {

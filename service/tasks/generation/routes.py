@@ -11,9 +11,10 @@ from __future__ import annotations
 from functools import partial
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from service.api.body import DirectRoute, json_body_openapi, read_json
+from service.api.responses import JsonAnswer
 from service.api.schemas import ERROR_RESPONSES
 from service.api.streaming import EventStream, disconnected
 from service.tasks.generation.contract import TASK
@@ -54,4 +55,4 @@ async def generate(request: Request) -> Response:
     model = request.app.state.repository.resolve(TASK, payload.model)
     if payload.stream:
         return EventStream(await model.stream(payload))
-    return JSONResponse(await model.generate(payload, partial(disconnected, request)))
+    return JsonAnswer(await model.generate(payload, partial(disconnected, request)))
