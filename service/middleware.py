@@ -12,12 +12,12 @@ is sent back in ``X-Request-ID``, carried by every log line of the request and b
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import re
 import time
 
+import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BodyTooLarge, error_body
@@ -125,7 +125,7 @@ async def send_json(
     send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """Answers with a JSON body straight from a middleware (before any route ran)."""
-    payload = json.dumps(body).encode()
+    payload = pydantic_core.to_json(body)
     await send(
         {
             "type": "http.response.start",
