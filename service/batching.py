@@ -329,20 +329,26 @@ class DynamicBatcher(Generic[T, R]):
         """Awaits a model call; once it runs past ``stall_after_s`` the items queued behind it fail at
         once (503) rather than each at its own deadline, and new requests are refused until it returns."""
         stall_after = self.watch.stall_after_s
-        if math.isfinite(stall_after):
-            done, _ = await asyncio.wait({call}, timeout=stall_after)
-            if not done:
-                log.error(
-                    "batcher %s: a model call has been running for more than %g s; model unready until it"
-                    " returns, failing %d queued items",
-                    self.name,
-                    stall_after,
-                    len(self._queue),
-                )
-                self._fail_queued(
-                    self.watch.unavailable(f"a model call has been running for more than {stall_after:g} s")
-                )
-        return await call
+        if not math.isfinite(stall_after):
+            return await call
+        # one timer per batch, cancelled when the call returns (cheaper than ``asyncio.wait``)
+        timer = asyncio.get_running_loop().call_later(stall_after, self._stalled, stall_after)
+        try:
+            return await call
+        finally:
+            timer.cancel()
+
+    def _stalled(self, stall_after: float) -> None:
+        log.error(
+            "batcher %s: a model call has been running for more than %g s; model unready until it"
+            " returns, failing %d queued items",
+            self.name,
+            stall_after,
+            len(self._queue),
+        )
+        self._fail_queued(
+            self.watch.unavailable(f"a model call has been running for more than {stall_after:g} s")
+        )
 
     def _signal_if_idle(self) -> None:
         if not self._queue and not self._in_flight:
