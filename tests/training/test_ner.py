@@ -258,4 +258,4 @@ def test_shipped_configs_validate(path: Path) -> None:
 
 def test_exactly_one_shipped_config_is_the_default() -> None:
     defaults = [p.name for p in CONFIGS if build_config(NerConfig, load_config_data(p)).export.default]
-    assert defaults == ["ner_bilstm_crf_x3.toml"]
+    assert defaults == ["ner_distill_augmented_h220.toml"]
