@@ -12,21 +12,23 @@ through FastAPI's layers, inside.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
+from service.api.responses import JsonAnswer
 from service.errors import error_body
 
 
-async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+async def internal_error(request: Request, exc: Exception) -> JsonAnswer:
     """The 500 that FastAPI's ServerErrorMiddleware sends for an error no handler answered: the service's
     JSON error (the request-context middleware outside it logs the traceback)."""
-    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+    return JsonAnswer(error_body("internal_error", "internal server error"), status_code=500)
 
 
 class ServiceApp(FastAPI):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_exception_handler(Exception, internal_error)
 
