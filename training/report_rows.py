@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,25 @@ def format_bytes(size: int) -> str:
 
 def measure_latency_ms(graph: Path, feed: dict[str, np.ndarray], warmup: int = 10, runs: int = 50) -> float:
     """Median wall time of one ``session.run`` with one intra-op thread, in milliseconds."""
+    return measure_latencies_ms(graph, [feed], warmup, runs)[0]
+
+
+def measure_latencies_ms(
+    graph: Path, feeds: Sequence[dict[str, np.ndarray]], warmup: int = 10, runs: int = 50
+) -> list[float]:
+    """``measure_latency_ms`` for each feed (e.g. batch 1 and batch 32), on one session."""
     session = ort_session(graph, threads=1)
-    for _ in range(warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    latencies = []
+    for feed in feeds:
+        for _ in range(warmup):
+            session.run(None, feed)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append(time.perf_counter() - start)
+        latencies.append(1000 * statistics.median(times))
+    return latencies
 
 
 def default_row(model_dir: Path, manifest: ModelManifest) -> dict[str, str]:

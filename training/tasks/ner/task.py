@@ -41,7 +41,7 @@ from training.export import (
 from training.exporter import SingleGraphExport
 from training.readers import read_conll, splits_info
 from training.registry import register_task
-from training.report_rows import format_bytes, measure_latency_ms
+from training.report_rows import format_bytes, measure_latencies_ms
 from training.task import Batch, TrainingTask
 from training.tasks.ner.config import NerConfig
 from training.tasks.ner.network import NerNetwork
@@ -366,18 +366,16 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
             f"{manifest.precision}"
         )
         rng = np.random.default_rng(0)
-        latencies = []
-        for batch in (1, 32):
-            feed = {
-                WORD_IDS: rng.integers(
-                    4, int(tagger.get("vocab_size", 100)), size=(batch, 20), dtype=np.int64
-                ),
-                CHAR_IDS: rng.integers(
-                    4, int(tagger.get("num_chars", 20)), size=(batch, 20, 8), dtype=np.int64
-                ),
+        vocab_size, num_chars = int(tagger.get("vocab_size", 100)), int(tagger.get("num_chars", 20))
+        feeds = [
+            {
+                WORD_IDS: rng.integers(4, vocab_size, size=(batch, 20), dtype=np.int64),
+                CHAR_IDS: rng.integers(4, num_chars, size=(batch, 20, 8), dtype=np.int64),
                 LENGTHS: np.full((batch,), 20, dtype=np.int64),
             }
-            latencies.append(measure_latency_ms(version_dir / manifest.graphs["model"].file, feed))
+            for batch in (1, 32)
+        ]
+        latencies = measure_latencies_ms(version_dir / manifest.graphs["model"].file, feeds)
         test = manifest.metrics.get("test", {})
         kinds = sorted(k.removesuffix("_f1") for k in test if k.endswith("_f1") and k != "f1")
 

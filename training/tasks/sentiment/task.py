@@ -29,7 +29,7 @@ from training.export import (
 from training.exporter import SingleGraphExport
 from training.readers import read_labelled_text, splits_info
 from training.registry import register_task
-from training.report_rows import format_bytes, measure_latency_ms
+from training.report_rows import format_bytes, measure_latencies_ms
 from training.task import Batch, TrainingTask
 from training.tasks.sentiment.config import SentimentConfig
 from training.tasks.sentiment.network import ProbabilityModel, SequenceClassifier
@@ -312,13 +312,14 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         )
         rng = np.random.default_rng(0)
         vocab_size = int(enc.get("vocab_size", 100))
-        latencies = []
-        for batch in (1, 32):
-            feed = {
+        feeds = [
+            {
                 INPUT_IDS: rng.integers(4, vocab_size, size=(batch, 20), dtype=np.int64),
                 LENGTHS: np.full((batch,), 20, dtype=np.int64),
             }
-            latencies.append(measure_latency_ms(version_dir / manifest.graphs["model"].file, feed))
+            for batch in (1, 32)
+        ]
+        latencies = measure_latencies_ms(version_dir / manifest.graphs["model"].file, feeds)
         return {
             "model": f"`{manifest.name}`" + (" (default)" if manifest.default else ""),
             "architecture": description,
