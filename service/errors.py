@@ -131,6 +131,11 @@ def error_body(code: str, message: str, field: str | None = None, limit: Any = N
     }
 
 
+def internal_error_body() -> dict[str, Any]:
+    """The body of a 500 for an error no handler answered: nothing of the error itself."""
+    return error_body("internal_error", "internal server error")
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
     """``("body", "texts", 3)`` -> ``"texts[3]"``; the whole body is ``"body"``."""
     out = ""

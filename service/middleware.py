@@ -17,10 +17,10 @@ import os
 import re
 import time
 
-import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import BodyTooLarge, error_body
+from service.api.responses import render_json
+from service.errors import BodyTooLarge, error_body, internal_error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
 
@@ -81,7 +81,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error")
             response.status = 500
             if not response.started:
-                await send_json(response.send, 500, error_body("internal_error", "internal server error"))
+                await send_json(response.send, 500, internal_error_body())
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         """Metrics by route template, and the access-log line."""
@@ -125,7 +125,7 @@ async def send_json(
     send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """Answers with a JSON body straight from a middleware (before any route ran)."""
-    payload = pydantic_core.to_json(body)
+    payload = render_json(body)
     await send(
         {
             "type": "http.response.start",

@@ -18,13 +18,13 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp
 
 from service.api.responses import JsonAnswer
-from service.errors import error_body
+from service.errors import internal_error_body
 
 
 async def internal_error(request: Request, exc: Exception) -> JsonAnswer:
     """The 500 that FastAPI's ServerErrorMiddleware sends for an error no handler answered: the service's
     JSON error (the request-context middleware outside it logs the traceback)."""
-    return JsonAnswer(error_body("internal_error", "internal server error"), status_code=500)
+    return JsonAnswer(internal_error_body(), status_code=500)
 
 
 class ServiceApp(FastAPI):

@@ -14,6 +14,11 @@ import pydantic_core
 from fastapi.responses import JSONResponse
 
 
+def render_json(content: Any) -> bytes:
+    """The service's JSON bytes: answers, error bodies and the middleware's refusals alike."""
+    return pydantic_core.to_json(content)
+
+
 class JsonAnswer(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return pydantic_core.to_json(content)
+        return render_json(content)
