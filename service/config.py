@@ -133,9 +133,9 @@ class Settings(BaseSettings):
     )
     inference_process: bool = Field(
         False,
-        description="each serving process runs the batched models (sentiment, NER, translation) in an"
-        " inference process of its own, which holds their sessions and runs their batches with its own GIL"
-        " (service/inference_process.py); generation stays in the serving process",
+        description="each serving process runs its models in an inference process of its own, which holds"
+        " their sessions and runs their batches and generation's steps with its own GIL"
+        " (service/inference_process.py)",
     )
     gil_switch_interval_ms: float = Field(
         5.0,

@@ -1,11 +1,12 @@
 """The serving process's side of its inference process (``RNNSERVE_INFERENCE_PROCESS``).
 
 With it on, each serving process starts one inference process (``service.model_host``) and loads every
-batched model (sentiment, NER, translation) there: the sessions, the encoding, ONNX Runtime and the
-decoding run in that process, with its own GIL. The serving process keeps everything else: HTTP, JSON,
-validation, admission, the dynamic batcher (its queue, deadlines and cost model) and generation's step
-scheduler. The batcher's model call becomes :class:`RemoteModel`: the batch's items go over a pipe and
-the results come back, one round trip per batch, not per request.
+model there: the sessions, the encoding, ONNX Runtime and the decoding run in that process, with its own
+GIL. The serving process keeps everything else: HTTP, JSON, validation, admission, the dynamic batcher
+(its queue, deadlines and cost model). The batcher's model call becomes :class:`RemoteModel`: the batch's
+items go over a pipe and the results come back, one round trip per batch, not per request. Generation's
+decoding thread runs there as well, driven and listened to by ``service.remote_scheduler``; its news
+arrives unasked, as ``(None, kind, payload)`` messages.
 
 Why: a serving process's event loop and its model threads share one GIL and, at one priority, the cores.
 Refusing an overload then slows the batches already admitted. In a process of its own the model work
@@ -28,7 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from service import model_host, priority
 from service.config import Settings
@@ -61,9 +62,30 @@ class RemoteModel:
     provider: str
 
     def __call__(self, items: list[Any]) -> list[Any]:
-        if self.key not in self.process.live:
-            raise InferenceProcessGone("the inference process is restarting", field="model")
+        if (down := self.unavailable()) is not None:
+            raise down
         return self.process.call("predict", self.key, items)
+
+    def unavailable(self) -> InferenceProcessGone | None:
+        """The 503 for a call now, while the inference process is being restarted; else None."""
+        if self.key in self.process.live:
+            return None
+        return InferenceProcessGone("the inference process is restarting", field="model")
+
+    def call(self, op: str, *args: Any) -> Any:
+        """Blocking: one call about this model, answered."""
+        return self.process.call(op, self.key, *args)
+
+    def send(self, op: str, *args: Any) -> None:
+        """One message about this model, not answered (lost if the process is down)."""
+        self.process.send(op, (self.key, *args), None)
+
+    def subscribe(self, listener: Listener) -> None:
+        """``listener`` receives this model's unasked messages, and hears when the process has exited."""
+        self.process.listeners[self.key] = listener
+
+    def unsubscribe(self) -> None:
+        self.process.listeners.pop(self.key, None)
 
     def fault(self) -> str | None:
         """Why this model cannot answer now (its inference process is being restarted), else None."""
@@ -71,7 +93,18 @@ class RemoteModel:
 
     def release(self) -> None:
         """The model version is unloaded: the inference process forgets it too."""
+        self.unsubscribe()
         self.process.forget(self.key)
+
+
+class Listener(Protocol):
+    """What receives a model's unasked messages (``service.remote_scheduler.RemoteScheduler``); called in
+    the process's reader thread."""
+
+    def receive(self, kind: str, payload: tuple[Any, ...]) -> None: ...
+
+    def lost(self, error: BaseException) -> None:
+        """The inference process exited: whatever it was doing for this model is lost."""
 
 
 class InferenceProcess:
@@ -85,6 +118,8 @@ class InferenceProcess:
         self._keys = itertools.count()
         self._calls = itertools.count()
         self._pending: dict[int, Future[Any]] = {}
+        #: model key -> who receives its unasked messages
+        self.listeners: dict[int, Listener] = {}
         self._lock = threading.Lock()  # sends, the pending calls and the connection
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -106,7 +141,7 @@ class InferenceProcess:
     def close(self, timeout: float = 10.0) -> None:
         """Blocking: the inference process finishes the batches it was given and exits."""
         self._closing = True
-        self._send("exit", (), None)
+        self.send("exit", (), None)
         process = self._process
         if process is not None:
             process.join(timeout)
@@ -135,15 +170,15 @@ class InferenceProcess:
     def forget(self, key: int) -> None:
         self._loads.pop(key, None)
         self.live.discard(key)
-        self._send("unload", (key,), None)
+        self.send("unload", (key,), None)
 
     def call(self, op: str, *args: Any) -> Any:
         """Blocking: sends one call and waits for its answer (raised when it is an error)."""
         done: Future[Any] = Future()
-        self._send(op, args, done)
+        self.send(op, args, done)
         return done.result()
 
-    def _send(self, op: str, args: tuple[Any, ...], done: Future[Any] | None) -> None:
+    def send(self, op: str, args: tuple[Any, ...], done: Future[Any] | None) -> None:
         with self._lock:
             if self._conn is None:
                 error = InferenceProcessGone(self.down_reason)
@@ -200,12 +235,12 @@ class InferenceProcess:
         for key, args in list(self._loads.items()):
             done: Future[Any] = Future()
             done.add_done_callback(lambda f, key=key: self._reloaded(key, f))
-            self._send("load", args, done)
+            self.send("load", args, done)
 
     def _reloaded(self, key: int, done: Future[Any]) -> None:
         args = self._loads.get(key)
         if args is None:  # unloaded, or its first load failed, meanwhile
-            self._send("unload", (key,), None)
+            self.send("unload", (key,), None)
             return
         if done.exception() is None:
             self.live.add(key)
@@ -220,6 +255,10 @@ class InferenceProcess:
                 call_id, ok, value = conn.recv()
             except (EOFError, OSError):
                 break
+            if call_id is None:  # unasked: (None, kind, (key, ...))
+                if (listener := self.listeners.get(value[0])) is not None:
+                    listener.receive(ok, value[1:])
+                continue
             with self._lock:
                 done = self._pending.pop(call_id, None)
             if done is None:
@@ -243,4 +282,6 @@ class InferenceProcess:
         error = InferenceProcessGone(f"the inference process exited (code {code}) during the call")
         for done in pending.values():
             done.set_exception(error)
+        for listener in list(self.listeners.values()):
+            listener.lost(error)
         return code

@@ -8,6 +8,9 @@ It gets calls over one pipe, ``(call_id, op, args)``, and answers each with ``(c
   Loads run one at a time in a thread of their own, so the models already loaded keep serving.
 * ``predict (key, items)``: the model's ``predict_batch(items)`` in that model's own thread (one batch at
   a time per model, as in the serving process), answering one result or exception per item.
+* ``gen_submit``, ``gen_cancel``, ``gen_close``: a generation model's requests, for the step scheduler it
+  runs here once loaded (``service.remote_scheduler.HostedScheduler``), whose news is sent unasked as
+  ``(None, kind, payload)``.
 * ``unload (key)``: forgets the model (no answer).
 * ``exit``: ends the process once the batches already given have been answered.
 
@@ -24,6 +27,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,7 +35,8 @@ from typing import Any
 from service.config import Settings
 from service.errors import InferenceError, ModelUnavailable
 from service.logs import configure_logging, flush_logs
-from service.serving import ServedModel, load_model
+from service.remote_scheduler import STATS_INTERVAL_S, HostedScheduler
+from service.serving import ScheduledModel, ServedModel, load_model
 from service.workers import signal_when_parent_dies
 
 log = logging.getLogger(__name__)
@@ -56,7 +61,9 @@ class ModelHost:
         self.models: dict[int, ServedModel] = {}
         self.threads: dict[int, ThreadPoolExecutor] = {}
         self.loader = ThreadPoolExecutor(1, thread_name_prefix="load")
+        self.hosted: dict[int, HostedScheduler] = {}
         self._send_lock = threading.Lock()
+        threading.Thread(target=self._report, name="report", daemon=True).start()
 
     def run(self) -> None:
         """Until the serving process closes the pipe (or dies)."""
@@ -75,6 +82,12 @@ class ModelHost:
                     self._reply(call_id, False, ModelUnavailable(f"model #{key} is not loaded here"))
                 else:
                     thread.submit(self._predict, call_id, key, items)
+            elif op == "gen_submit" or op == "gen_cancel":
+                key, wire = args
+                if (hosted := self.hosted.get(key)) is not None:  # else its serving side heard it has gone
+                    (hosted.submit if op == "gen_submit" else hosted.cancel)(wire)
+            elif op == "gen_close":
+                threading.Thread(target=self._close_hosted, args=(call_id, *args), daemon=True).start()
             elif op == "load":
                 self.loader.submit(self._load, call_id, *args)
             elif op == "unload":
@@ -82,6 +95,8 @@ class ModelHost:
                 self.models.pop(key, None)
                 if (thread := self.threads.pop(key, None)) is not None:
                     thread.shutdown(wait=False)  # after the batches it was given
+                if (hosted := self.hosted.pop(key, None)) is not None:
+                    threading.Thread(target=hosted.close, args=(False, 0), daemon=True).start()
         log.info("inference process %d exiting", os.getpid())
 
     def _load(
@@ -93,8 +108,23 @@ class ModelHost:
             self._reply(call_id, False, exc)
             return
         self.models[key] = model
-        self.threads[key] = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{manifest.name}")
+        if isinstance(model, ScheduledModel):
+            self.hosted[key] = HostedScheduler(key, model, self._notify)
+        else:
+            self.threads[key] = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{manifest.name}")
         self._reply(call_id, True, model.provider)
+
+    def _close_hosted(self, call_id: int, key: int, drain: bool, timeout: float | None) -> None:
+        hosted = self.hosted.get(key)
+        if hosted is not None:
+            hosted.close(drain, timeout)
+        self._reply(call_id, True, None)
+
+    def _report(self) -> None:
+        while True:
+            time.sleep(STATS_INTERVAL_S)
+            for hosted in list(self.hosted.values()):
+                hosted.report()
 
     def _predict(self, call_id: int, key: int, items: list[Any]) -> None:
         model = self.models.get(key)
@@ -109,25 +139,32 @@ class ModelHost:
         self._reply(call_id, True, results)
 
     def _reply(self, call_id: int, ok: bool, value: Any) -> None:
+        self._write(call_id, ok, value)
+
+    def _notify(self, kind: str, payload: tuple[Any, ...]) -> None:
+        """An unasked message: ``(None, kind, payload)``."""
+        self._write(None, kind, payload)
+
+    def _write(self, first: int | None, second: Any, value: Any) -> None:
         with self._send_lock:
             try:
-                self.conn.send((call_id, ok, value))
+                self.conn.send((first, second, value))
             except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
-                self.conn.send((call_id, ok, _picklable(value)))
+                self.conn.send((first, second, _picklable(value)))
             except OSError:  # the serving process has gone; run() ends at its next read
                 pass
 
 
 def _picklable(value: Any) -> Any:
-    """``value`` with every exception that does not pickle replaced by an ``InferenceError`` naming it."""
+    """``value`` with every exception that does not pickle, in it or in its lists and tuples, replaced by an
+    ``InferenceError`` naming it."""
 
-    def one(item: Any) -> Any:
-        if not isinstance(item, BaseException):
-            return item
-        try:
-            pickle.dumps(item)
-        except Exception:
-            return InferenceError(f"{type(item).__name__}: {item}")
-        return item
-
-    return [one(item) for item in value] if isinstance(value, list) else one(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_picklable(item) for item in value)
+    if not isinstance(value, BaseException):
+        return value
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return InferenceError(f"{type(value).__name__}: {value}")
+    return value

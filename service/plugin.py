@@ -22,7 +22,3 @@ class TaskPlugin:
     v2: V2Adapter | None = None
     #: further routers of the task, e.g. generation's OpenAI-compatible ``/v1`` endpoints
     routers: tuple[APIRouter, ...] = ()
-    #: its model is a ``BatchedModel`` (batches of items in, one result each out): with
-    #: ``RNNSERVE_INFERENCE_PROCESS`` its sessions and batches live in the inference process; False for a
-    #: model with its own scheduler (generation), which stays in the serving process
-    batched: bool = True

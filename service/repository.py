@@ -39,7 +39,7 @@ from service.manifest import MANIFEST_NAME, ModelManifest, version_dirs
 from service.metrics import Metrics
 from service.plugin import TaskPlugin
 from service.priority import in_model_thread
-from service.serving import BatchedModel, ServedModel, load_model
+from service.serving import ServedModel, load_model
 from service.workers import WorkerGroup
 
 log = logging.getLogger(__name__)
@@ -242,10 +242,9 @@ class ModelRepository:
         assert manifest is not None and entry.version is not None
         version_dir = self.settings.model_repository / entry.name / str(entry.version)
         plugin = self.plugins[manifest.task]
-        if self.inference is None or not plugin.batched:
+        if self.inference is None:
             return load_model(plugin.build, manifest, entry.version, version_dir, self.settings)
         model = plugin.build(manifest, entry.version, version_dir, {}, self.settings)  # no sessions here
-        assert isinstance(model, BatchedModel)
         model.remote = self.inference.load(plugin.build, manifest, entry.version, version_dir)
         return model
 

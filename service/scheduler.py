@@ -15,19 +15,26 @@ recurrent states and their samplers, all row-aligned). Each iteration it
    request, applies the stopping criteria, and
 5. filters out finished requests (they leave at once, never waiting for the longest one).
 
-Results reach the event loop through one ``call_soon_threadsafe`` per iteration. Non-streaming requests
-are only told when they start and when they finish; streaming ones receive every token.
+Results reach the event loop through one ``call_soon_threadsafe`` per iteration (or, in an inference
+process, go over its pipe: ``publish``). Non-streaming requests are only told when they start and when
+they finish; streaming ones receive every token.
+
+The event-loop side (admission by expected wait, futures, waiting, delivery) is :class:`StepScheduler`,
+shared by :class:`GenerationScheduler` (the decoding thread in this process) and
+``service.remote_scheduler.RemoteScheduler`` (the same scheduler running in the inference process).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,7 +42,7 @@ from typing import Protocol
 import numpy as np
 
 from service.batching import admission_refusal, split_by_length
-from service.errors import InferenceError, QueueFull, RequestTimeout, ShuttingDown
+from service.errors import InferenceError, QueueFull, RequestTimeout, ServiceError, ShuttingDown
 from service.metrics import BatchMetrics
 from service.priority import start_thread, thread_pool
 from service.sampling import BatchChooser, NextTokenChooser, SamplingParams, StoppingCriteria
@@ -82,6 +89,8 @@ class GenerationRequest:
     started: asyncio.Future | None = field(default=None, init=False)
     done: asyncio.Future | None = field(default=None, init=False)
     events: asyncio.Queue | None = field(default=None, init=False)
+    #: called once by ``cancel`` (a scheduler in another process is told through it)
+    on_cancel: Callable[[], None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.chooser = NextTokenChooser(self.params)
@@ -97,7 +106,11 @@ class GenerationRequest:
 
     def cancel(self) -> None:
         """The client is gone: the decoding thread drops the request before its next step."""
+        if self.cancelled:
+            return
         self.cancelled = True
+        if self.on_cancel is not None:
+            self.on_cancel()
 
 
 @dataclass
@@ -134,82 +147,55 @@ class DecodeBatch:
 Update = tuple[GenerationRequest, str, bool, BaseException | None]
 
 
-class GenerationScheduler:
+class StepScheduler(abc.ABC):
+    """The event-loop side of step-level batching: admission by expected wait, the requests' futures,
+    waiting for them. Where the steps run (a thread here, or the inference process) is the subclass's."""
+
     def __init__(
-        self,
-        graphs: StepGraphs,
-        vocab_text: Sequence[str],
-        *,
-        name: str,
-        max_batch_size: int = 64,
-        max_queue_size: int = 1024,
-        max_queue_wait_s: float = float("inf"),
-        bucket_ratio: float = 2.0,
-        step_prefill_max_tokens: int = 64,
-        banned_ids: Sequence[int] = (),
-        metrics: BatchMetrics | None = None,
-        stall_after_s: float = float("inf"),
-    ):
-        self.graphs = graphs
-        self._vocab_text = list(vocab_text)  # token id -> the text it adds ("" for special tokens)
+        self, *, name: str, max_batch_size: int, max_queue_size: int, max_queue_wait_s: float
+    ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_queue_size = max_queue_size
         self.max_queue_wait_s = max_queue_wait_s
         self.generation_s = 0.0  # moving average of a generation's duration (0 until one finishes)
-        self.bucket_ratio = bucket_ratio
-        self.step_prefill_max_tokens = step_prefill_max_tokens
-        self.banned_ids = list(banned_ids)
-        self.metrics = metrics
-        self.watch = CallWatch(name, stall_after_s)  # a stuck graph call makes the model unready
-        self._pending: deque[GenerationRequest] = deque()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._drain = True
-        self._thread: threading.Thread | None = None
-        self._prefill_executor: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.active = 0
-        self.stats = {
-            "steps": 0,
-            "prefills": 0,
-            "prompt_tokens_in_steps": 0,
-            "tokens": 0,
-            "requests": 0,
-            "cancelled": 0,
-            "max_batch": 0,
-        }
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._prefill_executor = thread_pool(f"prefill-{self.name}")
-        self._thread = threading.Thread(target=self._run, name=f"generate-{self.name}", daemon=True)
-        start_thread(self._thread)
-
-    async def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stops admitting; with ``drain`` finishes waiting and running generations first."""
-        with self._cond:
-            self._closing, self._drain = True, drain
-            self._cond.notify()
-        if self._thread is None:
-            return
-        await asyncio.to_thread(self._thread.join, timeout)
-        if self._thread.is_alive():
-            log.warning("generation %s: drain timed out; cancelling what is left", self.name)
-            with self._cond:
-                self._drain = False
-                self._cond.notify()
-            await asyncio.to_thread(self._thread.join, 5)
-        self._prefill_executor.shutdown(wait=False, cancel_futures=True)
 
     @property
+    @abc.abstractmethod
     def queue_depth(self) -> int:
-        return len(self._pending)
+        """Requests admitted that have no slot yet."""
 
-    # -- admission (event loop) ------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def active(self) -> int:
+        """Requests being generated now."""
+
+    @property
+    @abc.abstractmethod
+    def stats(self) -> dict[str, int]:
+        """Counters for ``/models``: steps, prefills, tokens, requests, cancelled, largest batch."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """On the event loop, before the first request."""
+
+    @abc.abstractmethod
+    async def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stops admitting; with ``drain`` finishes waiting and running generations first."""
+
+    @abc.abstractmethod
+    def fault(self) -> str | None:
+        """Why the steps cannot run now (a stuck graph call), else None."""
+
+    @abc.abstractmethod
+    def _unavailable(self) -> ServiceError | None:
+        """The 503 for a request submitted now for a reason other than room (closing, stalled)."""
+
+    @abc.abstractmethod
+    def enqueue(self, requests: list[GenerationRequest]) -> None:
+        """Hands requests to the steps, together (they join the same step), with no admission check:
+        ``submit_many`` has made it."""
+
     def _observe_duration(self, seconds: float) -> None:
         """A finished generation's time from its first token (a moving average of about 20)."""
         d = self.generation_s
@@ -218,35 +204,34 @@ class GenerationScheduler:
     def expected_wait_s(self) -> float:
         """Until a new request would get a slot: nothing while slots are free, else one average
         generation per ``max_batch_size`` requests ahead of it."""
-        waiting = len(self._pending)
+        waiting = self.queue_depth
         if self.active + waiting < self.max_batch_size:
             return 0.0
         return (1 + waiting // self.max_batch_size) * self.generation_s
 
-    def refusal(self) -> QueueFull | None:
-        """The 503 a new request would get now for lack of room (a full queue, or its wait for a slot
-        beyond the bound). (A stuck graph call is refused at submission.)"""
-        full = len(self._pending) >= self.max_queue_size
+    def refusal(self, count: int = 1) -> QueueFull | None:
+        """The 503 that ``count`` new requests would get now for lack of room (a full queue, or a wait for
+        a slot beyond the bound)."""
+        full = self.queue_depth + count > self.max_queue_size
         return admission_refusal(
             self.name, full, self.max_queue_size, self.expected_wait_s(), self.max_queue_wait_s, "requests"
         )
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
-        if self._closing or self._thread is None:
-            raise ShuttingDown(f"model {self.name} is not accepting requests")
-        refusal = self.watch.refusal() or self.refusal()
+        self.submit_many([request])
+        return request
+
+    def submit_many(self, requests: list[GenerationRequest]) -> None:
+        """Admits every request or none, in one admission: they run as rows of the same step batch."""
+        refusal = self._unavailable() or self.refusal(len(requests))
         if refusal is not None:
             raise refusal
         loop = asyncio.get_running_loop()
-        request.started, request.done = loop.create_future(), loop.create_future()
-        if request.stream:
-            request.events = asyncio.Queue()
-        with self._cond:
-            self._pending.append(request)
-            self._cond.notify()
-        if self.metrics:
-            self.metrics.queue_depth.set(len(self._pending))
-        return request
+        for request in requests:
+            request.started, request.done = loop.create_future(), loop.create_future()
+            if request.stream:
+                request.events = asyncio.Queue()
+        self.enqueue(requests)
 
     async def wait_started(self, request: GenerationRequest, timeout: float | None) -> None:
         """Waits for the first token; past ``timeout`` in the queue the request is withdrawn (504)."""
@@ -268,6 +253,113 @@ class GenerationScheduler:
             if not request.done.done():
                 request.cancel()
         return request
+
+
+class GenerationScheduler(StepScheduler):
+    """The steps in a decoding thread of this process. ``publish`` receives each iteration's updates in
+    that thread (default: delivered on the event loop that called ``start``)."""
+
+    def __init__(
+        self,
+        graphs: StepGraphs,
+        vocab_text: Sequence[str],
+        *,
+        name: str,
+        max_batch_size: int = 64,
+        max_queue_size: int = 1024,
+        max_queue_wait_s: float = float("inf"),
+        bucket_ratio: float = 2.0,
+        step_prefill_max_tokens: int = 64,
+        banned_ids: Sequence[int] = (),
+        metrics: BatchMetrics | None = None,
+        stall_after_s: float = float("inf"),
+        publish: Callable[[list[Update]], None] | None = None,
+    ):
+        super().__init__(
+            name=name,
+            max_batch_size=max_batch_size,
+            max_queue_size=max_queue_size,
+            max_queue_wait_s=max_queue_wait_s,
+        )
+        self.graphs = graphs
+        self._vocab_text = list(vocab_text)  # token id -> the text it adds ("" for special tokens)
+        self.bucket_ratio = bucket_ratio
+        self.step_prefill_max_tokens = step_prefill_max_tokens
+        self.banned_ids = list(banned_ids)
+        self.metrics = metrics
+        self.watch = CallWatch(name, stall_after_s)  # a stuck graph call makes the model unready
+        self._publish_to = publish
+        self._pending: deque[GenerationRequest] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._drain = True
+        self._thread: threading.Thread | None = None
+        self._prefill_executor: ThreadPoolExecutor | None = None
+        self._active = 0
+        self._stats = {
+            "steps": 0,
+            "prefills": 0,
+            "prompt_tokens_in_steps": 0,
+            "tokens": 0,
+            "requests": 0,
+            "cancelled": 0,
+            "max_batch": 0,
+        }
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._stats
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        if self._publish_to is None:
+            loop = asyncio.get_running_loop()
+            self._publish_to = functools.partial(_deliver_threadsafe, loop)
+        self._prefill_executor = thread_pool(f"prefill-{self.name}")
+        self._thread = threading.Thread(target=self._run, name=f"generate-{self.name}", daemon=True)
+        start_thread(self._thread)
+
+    async def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stops admitting; with ``drain`` finishes waiting and running generations first."""
+        with self._cond:
+            self._closing, self._drain = True, drain
+            self._cond.notify()
+        if self._thread is None:
+            return
+        await asyncio.to_thread(self._thread.join, timeout)
+        if self._thread.is_alive():
+            log.warning("generation %s: drain timed out; cancelling what is left", self.name)
+            with self._cond:
+                self._drain = False
+                self._cond.notify()
+            await asyncio.to_thread(self._thread.join, 5)
+        self._prefill_executor.shutdown(wait=False, cancel_futures=True)
+
+    def fault(self) -> str | None:
+        return self.watch.fault()
+
+    # -- admission (event loop) ------------------------------------------------------------------
+    def _unavailable(self) -> ServiceError | None:
+        if self._closing or self._thread is None:
+            return ShuttingDown(f"model {self.name} is not accepting requests")
+        return self.watch.refusal()
+
+    def enqueue(self, requests: list[GenerationRequest]) -> None:
+        with self._cond:  # one hold: the decoding thread takes them together
+            self._pending.extend(requests)
+            self._cond.notify()
+        if self.metrics:
+            self.metrics.queue_depth.set(len(self._pending))
 
     # -- decoding thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -294,7 +386,7 @@ class GenerationScheduler:
                     if not request.cancelled:
                         joining.append(request)
                     else:
-                        self.stats["cancelled"] += 1
+                        self._stats["cancelled"] += 1
             if self.metrics:
                 self.metrics.queue_depth.set(len(self._pending))
             try:  # a failure while admitting fails the requests joining, never the thread
@@ -322,7 +414,7 @@ class GenerationScheduler:
                 failed = (batch.requests if batch else []) + (fresh.requests if fresh else [])
                 failed += [r for _, b in joined for r in b.requests]
                 self._fail(failed, exc)
-                batch, self.active = None, 0
+                batch, self._active = None, 0
 
     def _fail(self, requests: list[GenerationRequest], exc: BaseException) -> None:
         log.error("generation %s: model call failed: %r", self.name, exc)
@@ -330,7 +422,7 @@ class GenerationScheduler:
         self._publish([(r, "", True, error) for r in requests])
 
     def _admitted(self, joining: list[GenerationRequest]) -> None:
-        self.stats["requests"] += len(joining)
+        self._stats["requests"] += len(joining)
         if self.metrics:
             now = time.perf_counter()
             for r in joining:
@@ -369,7 +461,7 @@ class GenerationScheduler:
             logits, states = self.graphs.prefill([r.prompt_ids for r in requests])
         for r in requests:
             r.fed = len(r.prompt_ids)
-        self.stats["prefills"] += 1
+        self._stats["prefills"] += 1
         chooser = BatchChooser([r.chooser for r in requests], self.banned_ids)
         tokens = np.zeros(len(requests), dtype=np.int64)
         return logits, DecodeBatch(requests, tokens, states, chooser)
@@ -386,7 +478,7 @@ class GenerationScheduler:
         if batch is not None:
             alive = [i for i, r in enumerate(batch.requests) if not r.cancelled]
             if len(alive) < len(batch):
-                self.stats["cancelled"] += len(batch) - len(alive)
+                self._stats["cancelled"] += len(batch) - len(alive)
                 batch = batch.filter(alive) if alive else None
         if fresh is not None:
             batch = fresh if batch is None else batch.concatenate(fresh)
@@ -396,12 +488,12 @@ class GenerationScheduler:
                 logits, states = self.graphs.step(batch.tokens, batch.states)
             batch.states = states
             logits_parts.append(logits)
-            self.stats["steps"] += 1
+            self._stats["steps"] += 1
         for logits, new in joined:
             logits_parts.append(logits)
             batch = new if batch is None else batch.concatenate(new)
         if batch is None:
-            self.active = 0
+            self._active = 0
             return None
         logits = logits_parts[0] if len(logits_parts) == 1 else np.concatenate(logits_parts)
         requests = batch.requests
@@ -418,7 +510,7 @@ class GenerationScheduler:
                 request.fed += 1
             tokens[sampled_rows] = batch.chooser(logits, sampled_rows)
             rows = sampled_rows.tolist()
-            self.stats["prompt_tokens_in_steps"] += len(reading)
+            self._stats["prompt_tokens_in_steps"] += len(reading)
         else:
             tokens = batch.chooser(logits)
             rows = range(len(batch))
@@ -444,9 +536,9 @@ class GenerationScheduler:
                 keep.append(row)
                 if request.stream or first:
                     updates.append((request, text, False, None))
-        self.stats["tokens"] += len(rows)
-        self.stats["max_batch"] = max(self.stats["max_batch"], len(batch))
-        self.active = len(keep)
+        self._stats["tokens"] += len(rows)
+        self._stats["max_batch"] = max(self._stats["max_batch"], len(batch))
+        self._active = len(keep)
         if self.metrics:
             self.metrics.batch_size.observe(len(batch))
             self.metrics.inference_time.observe(time.perf_counter() - started)
@@ -463,13 +555,17 @@ class GenerationScheduler:
         self._publish([(r, "", True, error) for r in left])
 
     def _publish(self, updates: list[Update]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening
-                loop.call_soon_threadsafe(_deliver, updates)
+        if self._publish_to is not None:
+            self._publish_to(updates)
 
 
-def _deliver(updates: list[Update]) -> None:
+def _deliver_threadsafe(loop: asyncio.AbstractEventLoop, updates: list[Update]) -> None:
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening
+            loop.call_soon_threadsafe(deliver, updates)
+
+
+def deliver(updates: list[Update]) -> None:
     """Runs on the event loop: resolves futures and feeds streaming queues."""
     for request, text, finished, error in updates:
         if error is not None:

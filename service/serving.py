@@ -4,11 +4,15 @@ Two kinds of served model share :class:`ServedModel` (manifest, version, session
 
 * :class:`BatchedModel`, one item in and one result out (sentiment, NER, translation): a task implements
   ``predict_batch(items) -> results`` (run in a worker thread by a ``DynamicBatcher``; one result or
-  exception per item) and ``warmup_items()``; routes call ``infer_many(items)``. With
-  ``RNNSERVE_INFERENCE_PROCESS`` the serving process's copy holds no sessions: its batcher calls
-  ``remote``, the same model loaded (by :func:`load_model`) in the inference process.
-* a model with its own scheduler (generation, step by step): it implements ``start``, ``close``,
-  ``warmup`` and ``info`` itself, and offers routes its own calls (``generate``, ``stream``).
+  exception per item) and ``warmup_items()``; routes call ``infer_many(items)``.
+
+With ``RNNSERVE_INFERENCE_PROCESS`` the serving process's copy of a model holds no sessions: ``remote`` is
+the same model loaded (by :func:`load_model`) in the inference process, and its batches or steps run there.
+* :class:`ScheduledModel`, a model with its own scheduler (generation, step by step): it implements
+  ``start``, ``close``, ``warmup`` and ``info`` itself, and offers routes its own calls (``generate``,
+  ``stream``). With ``RNNSERVE_INFERENCE_PROCESS`` its scheduler runs in the inference process too
+  (``create_scheduler`` there); the serving process's copy admits, waits and streams through
+  ``service.remote_scheduler``.
 
 A task's ``plugin.py`` joins its model's ``build`` function and its routes in a
 :class:`service.plugin.TaskPlugin`; ``service.registry`` lists the plug-ins.
@@ -45,6 +49,9 @@ class ServedModel(abc.ABC):
     version_dir: Path
     sessions: dict[str, ort.InferenceSession]
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    #: the same model loaded in the inference process (``service.inference_process``), where its batches
+    #: or steps run; None: they run in this process, on ``sessions``
+    remote: RemoteModel | None = field(default=None, init=False)
 
     @property
     def name(self) -> str:
@@ -56,6 +63,8 @@ class ServedModel(abc.ABC):
 
     @property
     def provider(self) -> str:
+        if self.remote is not None:
+            return self.remote.provider
         return provider_of(next(iter(self.sessions.values())))
 
     @property
@@ -92,9 +101,6 @@ class BatchedModel(ServedModel):
     """A model answered item by item through the dynamic batcher."""
 
     batcher: DynamicBatcher | None = field(default=None, init=False)
-    #: where the batches run when not here: the same model loaded in the inference process
-    #: (``service.inference_process``), whose sessions these are; None: in this process
-    remote: RemoteModel | None = field(default=None, init=False)
 
     # -- to implement per task -------------------------------------------------------------------
     @abc.abstractmethod
@@ -116,10 +122,6 @@ class BatchedModel(ServedModel):
             if isinstance(result, BaseException):
                 raise result
         self.predict_batch(items[:1])
-
-    @property
-    def provider(self) -> str:
-        return self.remote.provider if self.remote is not None else super().provider
 
     async def start(self, metrics: BatchMetrics | None) -> None:
         self.batcher = DynamicBatcher(
@@ -166,6 +168,16 @@ class BatchedModel(ServedModel):
             "fault": self.fault(),
             "stats": dict(batcher.stats) if batcher else {},
         }
+
+
+@dataclass
+class ScheduledModel(ServedModel):
+    """A model that runs its own scheduler instead of the dynamic batcher."""
+
+    @abc.abstractmethod
+    def create_scheduler(self, metrics: BatchMetrics | None, publish: Callable[[list[Any]], None]) -> Any:
+        """The scheduler that runs this model's steps in this process, publishing each iteration's updates
+        through ``publish`` (the inference process hosts one for the serving process's copy)."""
 
 
 BuildFn = Callable[[ModelManifest, int, Path, dict[str, ort.InferenceSession], Settings], ServedModel]

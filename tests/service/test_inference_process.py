@@ -1,7 +1,9 @@
-"""The inference process: the batched models' sessions and batches in a child of the serving process."""
+"""The inference process: the models' sessions, batches and generation steps in a child of the serving
+process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -49,12 +51,18 @@ def test_every_task_answers_as_it_does_in_the_serving_process(tmp_path: Path) ->
     for inference_process in (False, True):
         with serving(settings_for(root, inference_process=inference_process)) as client:
             answers[inference_process] = {p: client.post(p, json=body).json() for p, body in REQUESTS.items()}
+            streamed = client.post("/generate", json={**REQUESTS["/generate"], "stream": True})
+            events = [
+                json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: ")
+            ]
+            # the chunks depend on timing, not the text
+            last = {k: v for k, v in events[-1].items() if k not in ("text", "tokens")}
+            answers[inference_process]["stream"] = ("".join(e["text"] for e in events), last)
             models = {e.name: e.model for e in client.app.state.repository.entries.values()}
             if inference_process:
-                for name in ("sentiment-gru", "ner-bigru-crf", "translation-gru"):
+                for name in ("sentiment-gru", "ner-bigru-crf", "translation-gru", "generation-gru"):
                     assert models[name].sessions == {} and models[name].remote is not None, name
                     assert models[name].provider == "CPUExecutionProvider"
-                assert models["generation-gru"].sessions, "generation runs in the serving process"
                 child = _inference(client).pid
                 assert child is not None and child != os.getpid()
         if inference_process:  # the serving process's shutdown ends its inference process

@@ -18,12 +18,13 @@ import numpy as np
 import onnxruntime as ort
 
 from service.config import Settings
-from service.errors import ClientDisconnected, InvalidInput, LimitExceeded, QueueFull, ServiceError
+from service.errors import ClientDisconnected, InvalidInput, LimitExceeded, ServiceError
 from service.manifest import ModelManifest
 from service.metrics import BatchMetrics
+from service.remote_scheduler import RemoteScheduler
 from service.sampling import SamplingParams
-from service.scheduler import FINISHED, GenerationRequest, GenerationScheduler
-from service.serving import ServedModel
+from service.scheduler import FINISHED, GenerationRequest, GenerationScheduler, StepScheduler, Update
+from service.serving import ScheduledModel
 from service.tasks.generation.codec import CharCodec, UnknownCharactersError
 from service.tasks.generation.contract import DEFAULT_STATE_NAMES, TASK
 from service.tasks.generation.graphs import RecurrentGraphs
@@ -32,11 +33,12 @@ from service.text import SPECIALS
 
 
 @dataclass
-class GenerationModel(ServedModel):
+class GenerationModel(ScheduledModel):
     codec: CharCodec = field(kw_only=True)
-    graphs: RecurrentGraphs = field(kw_only=True)
+    #: None in a serving process whose model runs in the inference process (``remote``)
+    graphs: RecurrentGraphs | None = field(kw_only=True)
     max_prompt_chars: int = field(default=4096, kw_only=True)
-    scheduler: GenerationScheduler | None = field(default=None, init=False)
+    scheduler: StepScheduler | None = field(default=None, init=False)
 
     def prepare(self, payload: GenerateRequest) -> GenerationRequest:
         """Checks and encodes a request; every problem is a 422 naming its field."""
@@ -139,28 +141,6 @@ class GenerationModel(ServedModel):
             job.cancel()
 
     # -- several generations at once (v2 requests of N prompts, OpenAI's n) ------------------------
-    def _submit_together(self, jobs: list[GenerationRequest]) -> None:
-        """Queues every job or none (a full queue refuses them all), in one admission: the decoding
-        thread takes them together and they run as rows of the same step batch."""
-        scheduler = self.scheduler
-        if scheduler.queue_depth + len(jobs) > scheduler.max_queue_size:
-            raise QueueFull(
-                f"queue of {self.name} is full ({scheduler.max_queue_size} requests)",
-                limit=scheduler.max_queue_size,
-                headers={"Retry-After": "1"},
-            )
-        # The scheduler's condition is re-entrant: holding it keeps the decoding thread from admitting
-        # the first jobs before the last are queued.
-        with scheduler._cond:
-            submitted = []
-            try:
-                for job in jobs:
-                    submitted.append(scheduler.submit(job))
-            except BaseException:
-                for job in submitted:
-                    job.cancel()
-                raise
-
     async def _finished(self, job: GenerationRequest) -> None:
         await self.scheduler.wait_started(job, self.batching.timeout_s)
         await asyncio.shield(job.done)
@@ -172,7 +152,7 @@ class GenerationModel(ServedModel):
         first error fails them all and frees every slot, as does the client leaving
         (:class:`ClientDisconnected`)."""
         jobs = [self.prepare(payload) for payload in payloads]
-        self._submit_together(jobs)
+        self.scheduler.submit_many(jobs)
         tasks = [asyncio.ensure_future(self._finished(job)) for job in jobs]
         waiting = asyncio.gather(*tasks)
         gone = asyncio.ensure_future(client_gone())
@@ -204,7 +184,7 @@ class GenerationModel(ServedModel):
         then are raised here), then returns ``(index, event)`` pairs as they come, with the events of
         ``stream``. An error event ends the iterator; closing it cancels every generation."""
         jobs = [self.prepare(payload.model_copy(update={"stream": True})) for payload in payloads]
-        self._submit_together(jobs)
+        self.scheduler.submit_many(jobs)
         started = [
             asyncio.ensure_future(self.scheduler.wait_started(job, self.batching.timeout_s)) for job in jobs
         ]
@@ -258,9 +238,11 @@ class GenerationModel(ServedModel):
             if not np.isfinite(logits).all():
                 raise ValueError("warm-up produced non-finite logits")
 
-    async def start(self, metrics: BatchMetrics | None) -> None:
+    def create_scheduler(
+        self, metrics: BatchMetrics | None, publish: Callable[[list[Update]], None] | None = None
+    ) -> GenerationScheduler:
         vocab = self.codec.vocab
-        self.scheduler = GenerationScheduler(
+        return GenerationScheduler(
             self.graphs,
             [self.codec.decode_token(i) for i in range(len(vocab))],
             name=self.name,
@@ -272,15 +254,32 @@ class GenerationModel(ServedModel):
             banned_ids=self.codec.special_ids,
             metrics=metrics,
             stall_after_s=self.batching.stall_after_s,
+            publish=publish,
         )
+
+    async def start(self, metrics: BatchMetrics | None) -> None:
+        if self.remote is None:
+            self.scheduler = self.create_scheduler(metrics)
+        else:
+            self.scheduler = RemoteScheduler(
+                self.remote,
+                name=self.name,
+                max_batch_size=self.max_batch_size,
+                max_queue_size=self.batching.max_queue_size,
+                max_queue_wait_s=self.batching.max_queue_wait_s,
+                metrics=metrics,
+                stall_after_s=self.batching.stall_after_s,
+            )
         self.scheduler.start()
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         if self.scheduler is not None:
             await self.scheduler.close(drain=drain, timeout=timeout)
+        if self.remote is not None:
+            self.remote.release()
 
     def fault(self) -> str | None:
-        return self.scheduler.watch.fault() if self.scheduler is not None else None
+        return self.scheduler.fault() if self.scheduler is not None else None
 
     def refusal(self) -> ServiceError | None:
         return self.scheduler.refusal() if self.scheduler is not None else None
@@ -315,7 +314,7 @@ def build(
         sessions=sessions,
         batching=settings.batching_for(TASK),
         codec=CharCodec.from_manifest(manifest, version_dir),
-        graphs=RecurrentGraphs(sessions["prefill"], sessions["step"], state_names),
+        graphs=RecurrentGraphs(sessions["prefill"], sessions["step"], state_names) if sessions else None,
         max_prompt_chars=min(
             int(manifest.task_options.get("max_prompt_chars", 4096)), settings.limits.max_text_chars
         ),

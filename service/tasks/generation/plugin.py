@@ -10,6 +10,4 @@ from service.tasks.generation.openai import router as openai_router
 from service.tasks.generation.routes import router
 from service.tasks.generation.v2 import ADAPTER
 
-PLUGIN = TaskPlugin(
-    task=TASK, build=build, router=router, v2=ADAPTER, routers=(openai_router,), batched=False
-)
+PLUGIN = TaskPlugin(task=TASK, build=build, router=router, v2=ADAPTER, routers=(openai_router,))
