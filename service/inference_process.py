@@ -142,14 +142,15 @@ class InferenceProcess:
         """Blocking: the inference process finishes the batches it was given and exits."""
         self._closing = True
         self.send("exit", (), None)
-        process = self._process
-        if process is not None:
-            process.join(timeout)
-            if process.is_alive():
-                log.warning("inference process %d did not exit within %g s; killing it", process.pid, timeout)
-                process.kill()
+        # The supervisor reaps the process once it has closed the pipe: one thread waits for it, so a
+        # process already reaped is never taken for a live one (and its pid never signalled).
         if self._supervisor is not None:
             self._supervisor.join(timeout)
+        process = self._process
+        if process is not None and process.exitcode is None:
+            log.warning("inference process %d did not exit within %g s; killing it", process.pid, timeout)
+            process.kill()
+            process.join(timeout)
 
     # -- calls -----------------------------------------------------------------------------------
     def load(self, build: BuildFn, manifest: ModelManifest, version: int, version_dir: Path) -> RemoteModel:

@@ -164,3 +164,16 @@ class Service:
             self.process.kill()
             self.process.wait(10)
         self._log.close()
+
+
+def killed_during(client: Any, path: str, body: dict, running: Callable[[], bool]) -> httpx.Response:
+    """Posts ``body`` to ``path`` in a thread, SIGKILLs the app's inference process once ``running()``
+    says the call is under way there, and returns the answer the call got."""
+    answers: list[httpx.Response] = []
+    poster = threading.Thread(target=lambda: answers.append(client.post(path, json=body)))
+    poster.start()
+    wait_until(running)
+    os.kill(client.app.state.repository.inference.pid, signal.SIGKILL)
+    poster.join(30)
+    (answer,) = answers
+    return answer

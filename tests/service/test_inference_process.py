@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from service.tasks.sentiment.model import SentimentModel
 from service.tasks.sentiment.plugin import PLUGIN as SENTIMENT
 from tests.service.bundled import bundled_repository
 from tests.service.conftest import TINY, serving, settings_for, wait_ready
-from tests.service.faults import wait_until
+from tests.service.faults import killed_during, wait_until
 
 TEXTS = ["a gripping , beautifully acted film .", "dull and far too long .", "not bad at all ."]
 REQUESTS = {
@@ -127,17 +126,8 @@ def test_a_call_running_when_the_process_dies_fails_with_503_and_others_are_answ
     tiny_repo: Path,
 ) -> None:
     with serving(settings_for(tiny_repo, inference_process=True), plugins=[SLOW]) as client:
-        inference = _inference(client)
         batcher = client.app.state.repository.entries[TINY].model.batcher
-        answers: list[Any] = []
-        slow = threading.Thread(
-            target=lambda: answers.append(client.post("/sentiment", json={"text": "slow"}))
-        )
-        slow.start()
-        wait_until(lambda: batcher.in_flight == 1)
-        os.kill(inference.pid, signal.SIGKILL)
-        slow.join(30)
-        (answer,) = answers
+        answer = killed_during(client, "/sentiment", {"text": "slow"}, lambda: batcher.in_flight == 1)
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "model_unavailable"
         assert "exited (code -9) during the call" in answer.json()["error"]["message"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
-import signal
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from service.serving import load_model
 from service.tasks.generation.plugin import PLUGIN as GENERATION
 from tests.service.bundled import bundled_repository
 from tests.service.conftest import serving, settings_for, wait_ready
-from tests.service.faults import wait_until
+from tests.service.faults import killed_during, wait_until
 
 MODEL = "generation-gru"
 LONG = {"prompt": "ROMEO:", "max_new_tokens": 1000, "temperature": 1.0, "seed": 3}
@@ -195,15 +194,8 @@ def test_a_generation_running_when_the_process_dies_fails_with_503_and_the_next_
     repo: Path,
 ) -> None:
     with serving(settings_for(repo, inference_process=True), plugins=[SLOW]) as client:
-        inference = client.app.state.repository.inference
         scheduler = _scheduler(client)
-        answers: list[Any] = []
-        running = threading.Thread(target=lambda: answers.append(client.post("/generate", json=LONG)))
-        running.start()
-        wait_until(lambda: scheduler.active == 1)
-        os.kill(inference.pid, signal.SIGKILL)
-        running.join(30)
-        (answer,) = answers
+        answer = killed_during(client, "/generate", LONG, lambda: scheduler.active == 1)
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "model_unavailable"
         assert (scheduler.active, scheduler.queue_depth) == (0, 0)
