@@ -72,9 +72,9 @@ class RemoteModel:
             return None
         return InferenceProcessGone("the inference process is restarting", field="model")
 
-    def call(self, op: str, *args: Any) -> Any:
-        """Blocking: one call about this model, answered."""
-        return self.process.call(op, self.key, *args)
+    def call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        """Blocking: one call about this model, answered (``TimeoutError`` past ``timeout``)."""
+        return self.process.call(op, self.key, *args, timeout=timeout)
 
     def send(self, op: str, *args: Any) -> None:
         """One message about this model, not answered (lost if the process is down)."""
@@ -173,11 +173,12 @@ class InferenceProcess:
         self.live.discard(key)
         self.send("unload", (key,), None)
 
-    def call(self, op: str, *args: Any) -> Any:
-        """Blocking: sends one call and waits for its answer (raised when it is an error)."""
+    def call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        """Blocking: sends one call and waits for its answer (raised when it is an error; ``TimeoutError``
+        past ``timeout``)."""
         done: Future[Any] = Future()
         self.send(op, args, done)
-        return done.result()
+        return done.result(timeout)
 
     def send(self, op: str, args: tuple[Any, ...], done: Future[Any] | None) -> None:
         with self._lock:

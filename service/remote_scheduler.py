@@ -99,10 +99,15 @@ class RemoteScheduler(StepScheduler):
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
         self._closing = True
+        # Over there the drain takes up to ``timeout`` and the cancelling after it up to 5 s more; a
+        # process wedged beyond that is not waited for (its generations fail below, and it is killed).
+        wait = None if timeout is None else timeout + 10
         try:
-            await asyncio.to_thread(self.remote.call, "gen_close", drain, timeout)
+            await asyncio.to_thread(self.remote.call, "gen_close", drain, timeout, timeout=wait)
         except ServiceError as exc:  # the inference process is gone: nothing is left to drain
             log.info("generation %s: %s", self.name, exc)
+        except TimeoutError:
+            log.warning("generation %s: the inference process did not close it within %g s", self.name, wait)
         self.remote.unsubscribe()
         self._fail_all(ShuttingDown(f"model {self.name} is shutting down"))
 

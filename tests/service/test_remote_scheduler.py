@@ -92,7 +92,7 @@ class Loopback:
         (wire,) = pickle.loads(pickle.dumps(args))
         (self.hosted.submit if op == "gen_submit" else self.hosted.cancel)(wire)
 
-    def call(self, op: str, *args: Any) -> None:
+    def call(self, op: str, *args: Any, timeout: float | None = None) -> None:
         assert op == "gen_close"
         self.hosted.close(*args)
 
