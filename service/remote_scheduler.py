@@ -22,7 +22,6 @@ records, fault)`` the other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import threading
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.errors import ServiceError, ShuttingDown
 from service.metrics import BatchMetrics
-from service.scheduler import GenerationRequest, StepScheduler, Update, deliver
+from service.scheduler import GenerationRequest, StepScheduler, Update, call_soon_threadsafe, deliver
 from service.watchdog import CallWatch
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ class RemoteScheduler(StepScheduler):
     # -- the inference process's reader thread ---------------------------------------------------
     def receive(self, kind: str, payload: tuple[Any, ...]) -> None:
         if kind == "gen":
-            self._call_soon(self._apply, payload[0])
+            call_soon_threadsafe(self._loop, self._apply, payload[0])
         elif kind == "gen_stats":
             self._stats, records, self._fault = payload
             if self.metrics is not None:
@@ -177,13 +176,7 @@ class RemoteScheduler(StepScheduler):
 
     def lost(self, error: BaseException) -> None:
         """The inference process exited: every generation handed to it has failed."""
-        self._call_soon(self._fail_all, error)
-
-    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening
-                loop.call_soon_threadsafe(fn, *args)
+        call_soon_threadsafe(self._loop, self._fail_all, error)
 
 
 class _Recorder:

@@ -324,7 +324,7 @@ class GenerationScheduler(StepScheduler):
             return
         if self._publish_to is None:
             loop = asyncio.get_running_loop()
-            self._publish_to = functools.partial(_deliver_threadsafe, loop)
+            self._publish_to = functools.partial(call_soon_threadsafe, loop, deliver)
         self._prefill_executor = thread_pool(f"prefill-{self.name}")
         self._thread = threading.Thread(target=self._run, name=f"generate-{self.name}", daemon=True)
         start_thread(self._thread)
@@ -559,10 +559,13 @@ class GenerationScheduler(StepScheduler):
             self._publish_to(updates)
 
 
-def _deliver_threadsafe(loop: asyncio.AbstractEventLoop, updates: list[Update]) -> None:
-    if not loop.is_closed():
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening
-            loop.call_soon_threadsafe(deliver, updates)
+def call_soon_threadsafe(
+    loop: asyncio.AbstractEventLoop | None, fn: Callable[..., None], *args: object
+) -> None:
+    """``fn(*args)`` on ``loop`` from another thread; nothing once the loop has closed (nobody listens)."""
+    if loop is not None and not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(fn, *args)
 
 
 def deliver(updates: list[Update]) -> None:

@@ -245,31 +245,29 @@ class GenerationModel(ScheduledModel):
         return GenerationScheduler(
             self.graphs,
             [self.codec.decode_token(i) for i in range(len(vocab))],
-            name=self.name,
-            max_batch_size=self.max_batch_size,
-            max_queue_size=self.batching.max_queue_size,
-            max_queue_wait_s=self.batching.max_queue_wait_s,
             bucket_ratio=self.batching.bucket_ratio,
             step_prefill_max_tokens=self.batching.step_prefill_max_tokens,
             banned_ids=self.codec.special_ids,
             metrics=metrics,
-            stall_after_s=self.batching.stall_after_s,
             publish=publish,
+            **self._admission(),
         )
+
+    def _admission(self) -> dict[str, Any]:
+        """The bounds a scheduler admits by, wherever its steps run."""
+        return {
+            "name": self.name,
+            "max_batch_size": self.max_batch_size,
+            "max_queue_size": self.batching.max_queue_size,
+            "max_queue_wait_s": self.batching.max_queue_wait_s,
+            "stall_after_s": self.batching.stall_after_s,
+        }
 
     async def start(self, metrics: BatchMetrics | None) -> None:
         if self.remote is None:
             self.scheduler = self.create_scheduler(metrics)
         else:
-            self.scheduler = RemoteScheduler(
-                self.remote,
-                name=self.name,
-                max_batch_size=self.max_batch_size,
-                max_queue_size=self.batching.max_queue_size,
-                max_queue_wait_s=self.batching.max_queue_wait_s,
-                metrics=metrics,
-                stall_after_s=self.batching.stall_after_s,
-            )
+            self.scheduler = RemoteScheduler(self.remote, metrics=metrics, **self._admission())
         self.scheduler.start()
 
     async def close(self, drain: bool = True, timeout: float | None = None) -> None:
