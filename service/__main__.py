@@ -10,10 +10,12 @@ folder holds their metrics (prometheus_client's multiprocess mode) and the state
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -23,13 +25,15 @@ from service import listener
 from service.config import Settings, get_settings
 from service.logs import configure_logging
 from service.metrics import MULTIPROCESS_ENV
+from service.read_hold import HoldingHttpToolsProtocol
 from service.workers import WORKERS_DIR_ENV
 
 log = logging.getLogger(__name__)
 
 
-def _run(settings: Settings, workers: int) -> None:
-    options = {
+def uvicorn_options(settings: Settings, workers: int) -> dict[str, Any]:
+    """The options ``python -m service`` gives uvicorn."""
+    options: dict[str, Any] = {
         "factory": True,
         "host": settings.host,
         "port": settings.port,
@@ -38,6 +42,16 @@ def _run(settings: Settings, workers: int) -> None:
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
         "workers": workers,
     }
+    if settings.refused_connection_hold_s > 0:
+        # The held connection must outlive the hold: uvicorn closes a connection idle for the keep-alive
+        # timeout (5 s by default), and a held one reads nothing.
+        options["http"] = HoldingHttpToolsProtocol
+        options["timeout_keep_alive"] = max(5, math.ceil(settings.refused_connection_hold_s) + 5)
+    return options
+
+
+def _run(settings: Settings, workers: int) -> None:
+    options = uvicorn_options(settings, workers)
     if workers == 1:
         uvicorn.run("service.main:create_app", **options)
     elif settings.reuse_port and listener.supported():

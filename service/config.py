@@ -131,6 +131,16 @@ class Settings(BaseSettings):
         " that refusing an overload slows the work already admitted less (service/priority.py); it costs"
         " throughput at capacity, so 0 (one priority for all threads) is the default",
     )
+    refused_connection_hold_s: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="after a refusal (503 or 429 with Retry-After) on a keep-alive connection, read nothing"
+        " more from that connection for at most this long (and at most Retry-After): enforces the backoff on"
+        " clients that retry at once (service/read_hold.py); 0 (off) behind a proxy that shares its upstream"
+        " connections between clients",
+    )
     inference_process: bool = Field(
         False,
         description="each serving process runs its models in an inference process of its own, which holds"

@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         metrics=metrics,
         max_body_bytes=settings.limits.max_body_bytes,
         access_log=settings.access_log,
+        refused_connection_hold_s=settings.refused_connection_hold_s,
     )
     install_openapi(app, settings, repository, auth=bool(api_keys), model_limits=limits_models(api_keys))
     return app

@@ -23,6 +23,7 @@ from service.api.responses import render_json
 from service.errors import BodyTooLarge, error_body, internal_error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
+from service.read_hold import hold_after_refusal
 
 log = logging.getLogger("service.access")
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
@@ -33,11 +34,19 @@ _ID_COUNTER = itertools.count(1)
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: bool = True):
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        access_log: bool = True,
+        refused_connection_hold_s: float = 0.0,
+    ):
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.refused_connection_hold_s = refused_connection_hold_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +59,8 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         response = _Response(send, (b"x-request-id", request_id.encode()))
+        if self.refused_connection_hold_s > 0:
+            response.hold = (scope, self.refused_connection_hold_s)
         try:
             await self._serve(scope, receive, response)
         finally:
@@ -101,7 +112,11 @@ class RequestContextMiddleware:
 
 
 class _Response:
-    """The app's ``send`` with the request-id header added; remembers the status sent."""
+    """The app's ``send`` with the request-id header added; remembers the status sent, and asks the server
+    to hold the connection after a refusal when ``hold`` (the scope, the longest hold) is set
+    (``service.read_hold``)."""
+
+    hold: tuple[Scope, float] | None = None
 
     def __init__(self, send: Send, id_header: tuple[bytes, bytes]):
         self._send, self._id_header = send, id_header
@@ -111,6 +126,8 @@ class _Response:
         if message["type"] == "http.response.start":
             self.status, self.started = message["status"], True
             message["headers"] = [*message.get("headers", []), self._id_header]
+            if self.hold is not None:
+                hold_after_refusal(self.hold[0], self.status, message["headers"], self.hold[1])
         await self._send(message)
 
 

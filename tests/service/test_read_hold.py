@@ -1,0 +1,148 @@
+"""A refused keep-alive connection is not read again before its hold ends; other connections are not held."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import uvicorn
+
+from service.metrics import Metrics
+from service.middleware import RequestContextMiddleware
+from service.read_hold import HOLD_EXTENSION, HoldingHttpToolsProtocol, hold_after_refusal
+from tests.service.faults import free_port, wait_until
+
+HOLD_S = 0.6
+
+
+async def _app(scope, receive, send) -> None:
+    """``/refuse``: 503 with Retry-After 1; ``/close``: the same with ``Connection: close``; else 200."""
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-length", b"2")]
+    status = 200
+    if scope["path"] == "/refuse":
+        status, headers = 503, [*headers, (b"retry-after", b"1")]
+    elif scope["path"] == "/close":
+        status, headers = 503, [*headers, (b"retry-after", b"1"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+@contextmanager
+def _server(hold_s: float, protocol: type | str = HoldingHttpToolsProtocol) -> Iterator[int]:
+    app = RequestContextMiddleware(
+        _app, Metrics(), max_body_bytes=1024, access_log=False, refused_connection_hold_s=hold_s
+    )
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", http=protocol, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 10, "server start")
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _ask(sock: socket.socket, path: str) -> tuple[int, float, bool]:
+    """Status, seconds to the answer, and whether the server closed the connection after it."""
+    started = time.perf_counter()
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"{}"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    elapsed = time.perf_counter() - started
+    sock.settimeout(0.05)
+    try:
+        closed = sock.recv(1) == b""
+    except TimeoutError:
+        closed = False
+    sock.settimeout(10)
+    return int(data.split()[1]), elapsed, closed
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def test_the_next_request_on_a_refused_connection_waits_for_the_hold():
+    with _server(HOLD_S) as port, _connect(port) as sock:
+        assert _ask(sock, "/ok")[:2][0] == 200
+        status, answered_in, closed = _ask(sock, "/refuse")
+        assert status == 503 and answered_in < HOLD_S / 2 and not closed  # the refusal itself is not held
+        status, answered_in, _ = _ask(sock, "/ok")
+        assert status == 200 and answered_in >= HOLD_S * 0.9
+        status, answered_in, _ = _ask(sock, "/ok")  # the hold has ended: the connection reads at once
+        assert status == 200 and answered_in < HOLD_S / 2
+
+
+def test_other_connections_are_answered_during_a_hold():
+    with _server(HOLD_S) as port, _connect(port) as held, _connect(port) as other:
+        assert _ask(held, "/refuse")[0] == 503
+        started = time.perf_counter()
+        held.sendall(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        status, answered_in, _ = _ask(other, "/ok")
+        assert status == 200 and answered_in < HOLD_S / 2
+        held.settimeout(HOLD_S * 3)
+        assert held.recv(4096).startswith(b"HTTP/1.1 200")
+        assert time.perf_counter() - started >= HOLD_S * 0.9
+
+
+def test_the_hold_is_at_most_retry_after():
+    seen: list[float] = []
+    scope = {"extensions": {HOLD_EXTENSION: seen.append}}
+    hold_after_refusal(scope, 503, [(b"retry-after", b"2")], max_hold_s=5.0)
+    hold_after_refusal(scope, 429, [(b"retry-after", b"3")], max_hold_s=0.5)
+    assert seen == [2.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    "status, headers",
+    [
+        (503, [(b"retry-after", b"1"), (b"connection", b"close")]),  # the drain's refusals close
+        (503, []),  # no Retry-After: nothing to enforce
+        (500, [(b"retry-after", b"1")]),
+        (200, [(b"retry-after", b"1")]),
+    ],
+)
+def test_answers_that_are_not_held(status, headers):
+    seen: list[float] = []
+    hold_after_refusal({"extensions": {HOLD_EXTENSION: seen.append}}, status, headers, max_hold_s=1.0)
+    assert seen == []
+
+
+def test_a_refusal_that_closes_the_connection_is_not_held():
+    with _server(HOLD_S) as port, _connect(port) as sock:
+        status, _, closed = _ask(sock, "/close")
+        assert status == 503 and closed
+
+
+@pytest.mark.parametrize("hold_s, protocol", [(0.0, HoldingHttpToolsProtocol), (HOLD_S, "httptools")])
+def test_without_the_setting_or_the_protocol_nothing_is_held(hold_s, protocol):
+    with _server(hold_s, protocol) as port, _connect(port) as sock:
+        assert _ask(sock, "/refuse")[0] == 503
+        status, answered_in, _ = _ask(sock, "/ok")
+        assert status == 200 and answered_in < HOLD_S / 2
+
+
+def test_python_m_service_runs_the_protocol_only_with_the_setting():
+    from service.__main__ import uvicorn_options
+    from service.config import Settings
+
+    assert "http" not in uvicorn_options(Settings(), 2)
+    options = uvicorn_options(Settings(refused_connection_hold_s=7.5), 2)
+    assert options["http"] is HoldingHttpToolsProtocol
+    assert options["timeout_keep_alive"] > 7.5  # a held connection is not closed as idle
