@@ -33,11 +33,9 @@ class BatchCostModel:
         self._per_item = [0.0] * len(self._sizes)  # 0.0: no batch of this bucket measured yet
 
     def _bucket(self, n: int) -> int:
-        """The index of the smallest bucket holding ``n`` items (the last one for larger batches)."""
-        for i, size in enumerate(self._sizes):
-            if n <= size:
-                return i
-        return len(self._sizes) - 1
+        """The index of the smallest bucket holding ``n`` items (the last one for larger batches): the
+        buckets are 1, 2, 4, ... so that is the bit length of ``n - 1`` (asked twice per request)."""
+        return min((n - 1).bit_length(), len(self._sizes) - 1)
 
     def observe(self, n: int, seconds: float) -> None:
         """Records a model call of ``n`` items that took ``seconds``."""
@@ -56,10 +54,11 @@ class BatchCostModel:
         """The expected time of one model call on ``n`` items (0.0 until a batch has been measured)."""
         if n < 1:
             return 0.0
-        per_item = self._per_item[:]  # one snapshot: the worker thread may write meanwhile
         i = self._bucket(n)
-        if per_item[i]:
-            return n * per_item[i]
+        own = self._per_item[i]  # one read: the worker thread may write meanwhile
+        if own:
+            return n * own
+        per_item = self._per_item[:]  # one snapshot for the neighbours
         below = next((j for j in range(i - 1, -1, -1) if per_item[j]), None)
         above = next((j for j in range(i + 1, len(per_item)) if per_item[j]), None)
         if below is not None and above is not None:

@@ -52,3 +52,14 @@ def test_invalid_observations_are_ignored():
     cost.observe(3, float("nan"))
     cost.observe(3, -1.0)
     assert not cost.measured
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 3, 48, 64, 100])
+def test_every_batch_size_is_priced_from_the_smallest_bucket_that_holds_it(max_batch_size):
+    cost = BatchCostModel(max_batch_size)
+    sizes = bucket_sizes(max_batch_size)
+    for k, size in enumerate(sizes):
+        cost.observe(size, size * (k + 1) * 1e-3)  # a distinct time per item in every bucket
+    for n in range(1, 3 * max_batch_size + 1):
+        k = next((k for k, size in enumerate(sizes) if n <= size), len(sizes) - 1)
+        assert cost.batch_s(n) == pytest.approx(n * (k + 1) * 1e-3)
