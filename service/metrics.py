@@ -80,6 +80,12 @@ class Metrics:
         self.items_failed = Counter(
             "rnnserve_batch_items_failed", "items whose inference raised", ["model"], registry=r
         )
+        self.held_connections = Counter(
+            "rnnserve_held_connections",
+            "refusals after which the connection was not read for its Retry-After"
+            " (RNNSERVE_REFUSED_CONNECTION_HOLD_S)",
+            registry=r,
+        )
         self.model_ready = Gauge(
             "rnnserve_model_ready",
             "1 when the model is loaded and warm",

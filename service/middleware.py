@@ -60,7 +60,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         response = _Response(send, (b"x-request-id", request_id.encode()))
         if self.refused_connection_hold_s > 0:
-            response.hold = (scope, self.refused_connection_hold_s)
+            response.hold = (scope, self.refused_connection_hold_s, self.metrics)
         try:
             await self._serve(scope, receive, response)
         finally:
@@ -113,10 +113,10 @@ class RequestContextMiddleware:
 
 class _Response:
     """The app's ``send`` with the request-id header added; remembers the status sent, and asks the server
-    to hold the connection after a refusal when ``hold`` (the scope, the longest hold) is set
-    (``service.read_hold``)."""
+    to hold the connection after a refusal when ``hold`` (the scope, the longest hold, the metrics that
+    count holds) is set (``service.read_hold``)."""
 
-    hold: tuple[Scope, float] | None = None
+    hold: tuple[Scope, float, Metrics] | None = None
 
     def __init__(self, send: Send, id_header: tuple[bytes, bytes]):
         self._send, self._id_header = send, id_header
@@ -127,7 +127,9 @@ class _Response:
             self.status, self.started = message["status"], True
             message["headers"] = [*message.get("headers", []), self._id_header]
             if self.hold is not None:
-                hold_after_refusal(self.hold[0], self.status, message["headers"], self.hold[1])
+                scope, max_hold_s, metrics = self.hold
+                if hold_after_refusal(scope, self.status, message["headers"], max_hold_s):
+                    metrics.held_connections.inc()
         await self._send(message)
 
 

@@ -67,17 +67,19 @@ class HoldingHttpToolsProtocol(HttpToolsProtocol):
 
 def hold_after_refusal(
     scope: dict, status: int, headers: Iterable[tuple[bytes, bytes]], max_hold_s: float
-) -> None:
+) -> bool:
     """Asks the server to hold the connection after this answer when it is a refusal with ``Retry-After``
-    that keeps the connection open (a no-op under a server without the extension)."""
+    that keeps the connection open; whether it did (never under a server without the extension)."""
     hold: Callable[[float], None] | None = scope.get("extensions", {}).get(HOLD_EXTENSION)
     if hold is None or status not in REFUSAL_STATUSES:
-        return
+        return False
     retry_after = None
     for name, value in headers:
         if name == b"retry-after":
             retry_after = value
         elif name == b"connection" and value.lower() == b"close":
-            return
-    if retry_after is not None and retry_after.isdigit():
-        hold(min(max_hold_s, float(retry_after)))
+            return False
+    if retry_after is None or not retry_after.isdigit():
+        return False
+    hold(min(max_hold_s, float(retry_after)))
+    return True

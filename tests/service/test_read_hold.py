@@ -35,9 +35,11 @@ async def _app(scope, receive, send) -> None:
 
 
 @contextmanager
-def _server(hold_s: float, protocol: type | str = HoldingHttpToolsProtocol) -> Iterator[int]:
+def _server(
+    hold_s: float, protocol: type | str = HoldingHttpToolsProtocol, metrics: Metrics | None = None
+) -> Iterator[int]:
     app = RequestContextMiddleware(
-        _app, Metrics(), max_body_bytes=1024, access_log=False, refused_connection_hold_s=hold_s
+        _app, metrics or Metrics(), max_body_bytes=1024, access_log=False, refused_connection_hold_s=hold_s
     )
     port = free_port()
     config = uvicorn.Config(
@@ -79,7 +81,8 @@ def _connect(port: int) -> socket.socket:
 
 
 def test_the_next_request_on_a_refused_connection_waits_for_the_hold():
-    with _server(HOLD_S) as port, _connect(port) as sock:
+    metrics = Metrics()
+    with _server(HOLD_S, metrics=metrics) as port, _connect(port) as sock:
         assert _ask(sock, "/ok")[:2][0] == 200
         status, answered_in, closed = _ask(sock, "/refuse")
         assert status == 503 and answered_in < HOLD_S / 2 and not closed  # the refusal itself is not held
@@ -87,6 +90,7 @@ def test_the_next_request_on_a_refused_connection_waits_for_the_hold():
         assert status == 200 and answered_in >= HOLD_S * 0.9
         status, answered_in, _ = _ask(sock, "/ok")  # the hold has ended: the connection reads at once
         assert status == 200 and answered_in < HOLD_S / 2
+    assert metrics.registry.get_sample_value("rnnserve_held_connections_total") == 1
 
 
 def test_other_connections_are_answered_during_a_hold():
@@ -104,8 +108,8 @@ def test_other_connections_are_answered_during_a_hold():
 def test_the_hold_is_at_most_retry_after():
     seen: list[float] = []
     scope = {"extensions": {HOLD_EXTENSION: seen.append}}
-    hold_after_refusal(scope, 503, [(b"retry-after", b"2")], max_hold_s=5.0)
-    hold_after_refusal(scope, 429, [(b"retry-after", b"3")], max_hold_s=0.5)
+    assert hold_after_refusal(scope, 503, [(b"retry-after", b"2")], max_hold_s=5.0)
+    assert hold_after_refusal(scope, 429, [(b"retry-after", b"3")], max_hold_s=0.5)
     assert seen == [2.0, 0.5]
 
 
@@ -120,14 +124,16 @@ def test_the_hold_is_at_most_retry_after():
 )
 def test_answers_that_are_not_held(status, headers):
     seen: list[float] = []
-    hold_after_refusal({"extensions": {HOLD_EXTENSION: seen.append}}, status, headers, max_hold_s=1.0)
+    assert not hold_after_refusal({"extensions": {HOLD_EXTENSION: seen.append}}, status, headers, 1.0)
     assert seen == []
 
 
 def test_a_refusal_that_closes_the_connection_is_not_held():
-    with _server(HOLD_S) as port, _connect(port) as sock:
+    metrics = Metrics()
+    with _server(HOLD_S, metrics=metrics) as port, _connect(port) as sock:
         status, _, closed = _ask(sock, "/close")
         assert status == 503 and closed
+    assert metrics.registry.get_sample_value("rnnserve_held_connections_total") == 0
 
 
 @pytest.mark.parametrize("hold_s, protocol", [(0.0, HoldingHttpToolsProtocol), (HOLD_S, "httptools")])
