@@ -152,3 +152,68 @@ def test_python_m_service_runs_the_protocol_only_with_the_setting():
     options = uvicorn_options(Settings(refused_connection_hold_s=7.5), 2)
     assert options["http"] is HoldingHttpToolsProtocol
     assert options["timeout_keep_alive"] > 7.5  # a held connection is not closed as idle
+
+
+def _post(sock: socket.socket, path: str, body: bytes) -> tuple[int, dict[str, str], float]:
+    """Status, headers and seconds to the whole answer of one POST on a kept-alive connection."""
+    started = time.perf_counter()
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(rest) < int(headers["content-length"]):
+        rest += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, time.perf_counter() - started
+
+
+@pytest.mark.timeout(300)
+def test_python_m_service_holds_a_refused_connection(tmp_path):
+    """As users run it (two serving processes): a refusal with Retry-After holds its connection, and the
+    hold is counted in /metrics."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.service.bundled import bundled_repository
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "RNNSERVE_MODEL_REPOSITORY": str(bundled_repository(tmp_path / "models", ["sentiment-gru"])),
+        "RNNSERVE_PORT": str(port),
+        "RNNSERVE_WORKERS": "2",
+        "RNNSERVE_REFUSED_CONNECTION_HOLD_S": str(HOLD_S),
+        "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_SIZE": "1",  # two texts never fit: refused, 503 queue_full
+    }
+    server = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert server.poll() is None, "the service exited"
+            try:
+                return httpx.get(f"{base}/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, 120, "service ready")
+        with _connect(port) as sock:
+            status, headers, answered_in = _post(sock, "/sentiment", b'{"texts": ["good", "bad"]}')
+            assert status == 503 and headers["retry-after"] == "1" and answered_in < HOLD_S / 2
+            status, _, answered_in = _post(sock, "/sentiment", b'{"text": "good"}')
+            assert status == 200 and answered_in >= HOLD_S * 0.9
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert "rnnserve_held_connections_total 1.0" in metrics
+    finally:
+        server.terminate()
+        server.wait(60)
