@@ -66,6 +66,12 @@ class Benchmark:
         return [sys.executable, "-m", self.module, *extra, *doc_args]
 
 
+_HELD_OVERLOAD = (
+    *("--env", "RNNSERVE_REFUSED_CONNECTION_HOLD_S=1"),
+    *("--env", "RNNSERVE_BATCHING__GENERATION__MAX_QUEUE_WAIT_S=0.25"),
+    *("--marker", "overload-held-connections", "--json", "runs/bench_overload_held.json"),
+)
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "sentiment-serving",
@@ -92,6 +98,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "loadtest.bench_overload",
         quick_args=("--duration", "3", "--warmup", "1", "--sweep", "1", "4"),
         typical_s=330,
+    ),
+    # The same storm with refused connections held and generation's queue bound at 0.25 s (its own section;
+    # opt-in: it would take a third of the default run's budget for two non-default settings).
+    Benchmark(
+        "overload-held",
+        "loadtest.bench_overload",
+        args=_HELD_OVERLOAD,
+        quick_args=(*_HELD_OVERLOAD, "--duration", "3", "--warmup", "1", "--sweep", "1", "4"),
+        typical_s=330,
+        opt_in=True,
     ),
     Benchmark(
         "protocols",
