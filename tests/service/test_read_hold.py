@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 import uvicorn
 
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.read_hold import HOLD_EXTENSION, HoldingHttpToolsProtocol, hold_after_refusal
+from tests.service.bundled import bundled_repository
 from tests.service.faults import free_port, wait_until
+from tests.service.live import start_service
 
 HOLD_S = 0.6
 
@@ -56,24 +59,35 @@ def _server(
         thread.join(10)
 
 
+def _post(sock: socket.socket, path: str, body: bytes) -> tuple[int, dict[str, str], float]:
+    """Status, headers and seconds to the whole answer of one POST on a kept-alive connection."""
+    started = time.perf_counter()
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(rest) < int(headers["content-length"]):
+        rest += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, time.perf_counter() - started
+
+
 def _ask(sock: socket.socket, path: str) -> tuple[int, float, bool]:
     """Status, seconds to the answer, and whether the server closed the connection after it."""
-    started = time.perf_counter()
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data or not data.endswith(b"{}"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    elapsed = time.perf_counter() - started
+    status, _, elapsed = _post(sock, path, b"")
     sock.settimeout(0.05)
     try:
         closed = sock.recv(1) == b""
     except TimeoutError:
         closed = False
     sock.settimeout(10)
-    return int(data.split()[1]), elapsed, closed
+    return status, elapsed, closed
 
 
 def _connect(port: int) -> socket.socket:
@@ -154,60 +168,21 @@ def test_python_m_service_runs_the_protocol_only_with_the_setting():
     assert options["timeout_keep_alive"] > 7.5  # a held connection is not closed as idle
 
 
-def _post(sock: socket.socket, path: str, body: bytes) -> tuple[int, dict[str, str], float]:
-    """Status, headers and seconds to the whole answer of one POST on a kept-alive connection."""
-    started = time.perf_counter()
-    sock.sendall(
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    while len(rest) < int(headers["content-length"]):
-        rest += sock.recv(65536)
-    return int(lines[0].split()[1]), headers, time.perf_counter() - started
-
-
 @pytest.mark.timeout(300)
 def test_python_m_service_holds_a_refused_connection(tmp_path):
     """As users run it (two serving processes): a refusal with Retry-After holds its connection, and the
     hold is counted in /metrics."""
-    import os
-    import subprocess
-    import sys
-
-    import httpx
-
-    from tests.service.bundled import bundled_repository
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "RNNSERVE_MODEL_REPOSITORY": str(bundled_repository(tmp_path / "models", ["sentiment-gru"])),
-        "RNNSERVE_PORT": str(port),
-        "RNNSERVE_WORKERS": "2",
-        "RNNSERVE_REFUSED_CONNECTION_HOLD_S": str(HOLD_S),
-        "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_SIZE": "1",  # two texts never fit: refused, 503 queue_full
-    }
-    server = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    server, base = start_service(
+        {
+            "RNNSERVE_MODEL_REPOSITORY": str(bundled_repository(tmp_path / "models", ["sentiment-gru"])),
+            "RNNSERVE_WORKERS": "2",
+            "RNNSERVE_REFUSED_CONNECTION_HOLD_S": str(HOLD_S),
+            "RNNSERVE_BATCHING__SENTIMENT__MAX_QUEUE_SIZE": "1",  # two texts never fit: 503 queue_full
+        },
+        capture=False,
+    )
     try:
-        base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert server.poll() is None, "the service exited"
-            try:
-                return httpx.get(f"{base}/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 120, "service ready")
-        with _connect(port) as sock:
+        with _connect(httpx.URL(base).port) as sock:
             status, headers, answered_in = _post(sock, "/sentiment", b'{"texts": ["good", "bad"]}')
             assert status == 503 and headers["retry-after"] == "1" and answered_in < HOLD_S / 2
             status, _, answered_in = _post(sock, "/sentiment", b'{"text": "good"}')
