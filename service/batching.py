@@ -9,10 +9,10 @@ Usage (any task)::
     results = await batcher.submit_many(items, timeout=10)  # several, all-or-nothing
     await batcher.close()                                   # drains queued and in-flight items
 
-``predict(items: list[T]) -> Sequence[R | BaseException]`` runs in a worker thread and returns one entry
-per item, in order; an exception in a slot fails only that item's caller. If ``predict`` raises as a
-whole for a batch of several items, every item is retried alone so a single poisonous input cannot fail
-its neighbours.
+``predict(items: list[T]) -> Sequence[R | BaseException]`` runs in a worker thread (short calls: on the
+event loop's, below) and returns one entry per item, in order; an exception in a slot fails only that
+item's caller. If ``predict`` raises as a whole for a batch of several items, every item is retried alone
+so a single poisonous input cannot fail its neighbours.
 
 Scheduling (Triton's knob names, Ray Serve's simplicity): while a worker is free the collector takes
 every queued item up to ``max_batch_size`` and dispatches them at once. While the worker is busy, new
@@ -32,6 +32,14 @@ cancellation, client disconnect) are dropped from the queue instead of computed.
 
 A model call running longer than ``stall_after_s`` is a stall (``service.watchdog``): the items queued
 behind it fail at once with 503, and new requests are refused with 503 until the call returns.
+
+Short calls run on the event loop's own thread: a batch whose measured model time (its size's, from
+``service.batch_cost``) is at most ``inline_max_s`` is called right there, with whatever was queued
+meanwhile added to it. Handing a batch to the worker thread and its results back costs two thread
+wake-ups and GIL hand-offs, which for a call of a millisecond is a large share of it; with one serving
+process per core there is no idle core for the worker thread to use meanwhile (docs/experiments.md,
+"Short model calls on the event loop's thread"). Longer calls, unmeasured ones, and the item-by-item
+retry of a failed batch stay in the worker thread, under the stall watch, with the event loop free.
 
 Step-level batching (generation) needs a different loop, but can reuse ``split_by_length`` and the
 ``BatchMetrics`` hooks.
@@ -116,6 +124,7 @@ class DynamicBatcher(Generic[T, R]):
         metrics: BatchMetrics | None = None,
         max_queue_wait_s: float = float("inf"),
         stall_after_s: float = float("inf"),
+        inline_max_s: float = 0.0,
     ):
         if max_batch_size < 1 or max_queue_size < 1:
             raise ValueError("max_batch_size and max_queue_size must be >= 1")
@@ -126,6 +135,7 @@ class DynamicBatcher(Generic[T, R]):
         self.max_queue_size = max_queue_size
         self.metrics = metrics
         self.max_queue_wait_s = max_queue_wait_s
+        self.inline_max_s = inline_max_s
         self.watch = CallWatch(name, stall_after_s)
         self.cost = BatchCostModel(max_batch_size)  # model time by batch size, as measured
         self._batch_started = 0.0
@@ -139,7 +149,7 @@ class DynamicBatcher(Generic[T, R]):
         self._collector: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._executor: ThreadPoolExecutor | None = None
-        self.stats = {"batches": 0, "items": 0, "items_failed": 0}
+        self.stats = {"batches": 0, "items": 0, "items_failed": 0, "inline_batches": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -284,8 +294,22 @@ class DynamicBatcher(Generic[T, R]):
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    def _runs_inline(self, items: int) -> bool:
+        """Whether a batch of ``items`` is expected (from the model time measured for its size) to be short
+        enough to run on the event loop's thread; unmeasured batches run in the worker thread."""
+        return self.inline_max_s > 0 and 0.0 < self.cost.batch_s(items) <= self.inline_max_s
+
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
+        inline = self._runs_inline(len(batch))
+        if inline:  # what was queued since the collector took the batch joins it, as far as it stays short
+            extra = min(self.max_batch_size - len(batch), len(self._queue))
+            while extra and not self._runs_inline(len(batch) + extra):
+                extra //= 2
+            more = self._take(extra)
+            batch += more
+            self._in_flight += len(more)
+            self.stats["inline_batches"] += 1
         items = [p.item for p in batch]
         started = time.perf_counter()
         self.stats["batches"] += 1
@@ -296,7 +320,10 @@ class DynamicBatcher(Generic[T, R]):
                 self.metrics.queue_wait.observe(started - p.enqueued)
         try:
             try:
-                results = await self._watched(loop.run_in_executor(self._executor, self._call, items))
+                if inline:
+                    results = self._call(items)
+                else:
+                    results = await self._watched(loop.run_in_executor(self._executor, self._call, items))
             except Exception as exc:
                 if len(items) == 1:
                     results = [exc]

@@ -55,6 +55,14 @@ class BatchingConfig(BaseModel):
         description="a model call running longer than this is stuck: the model is unready (/ready says why),"
         " requests queued behind it and new ones get 503 until the call returns",
     )
+    inline_max_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="a batch whose model time, as measured for its size, is at most this runs on the event"
+        " loop's thread instead of the model's worker thread, saving the hand-off between threads (0: every"
+        " batch in the worker thread; so it is with event_loop_nice above 0 or an inference process)",
+    )
     step_prefill_max_tokens: int = Field(
         64,
         ge=0,
@@ -225,6 +233,8 @@ class Settings(BaseSettings):
         ``BatchingConfig``'s."""
         config = self.batching.get(task, BatchingConfig())
         unset = {k: v for k, v in (defaults or {}).items() if k not in config.model_fields_set}
+        if self.event_loop_nice and config.inline_max_ms:
+            unset["inline_max_ms"] = 0.0  # a call on the event loop's thread would run at its lower priority
         return config.model_copy(update=unset) if unset else config
 
     @property

@@ -133,6 +133,8 @@ class BatchedModel(ServedModel):
             metrics=metrics,
             max_queue_wait_s=self.batching.max_queue_wait_s,
             stall_after_s=self.batching.stall_after_s,
+            # a remote batch waits on another process: never on the event loop's thread
+            inline_max_s=0.0 if self.remote else self.batching.inline_max_ms / 1000,
         )
         await self.batcher.start()
 

@@ -251,6 +251,115 @@ def test_metrics_record_batches_queue_wait_and_inference():
     assert get("rnnserve_queue_depth", {"model": "m"}) == 0
 
 
+class ThreadRecorder:
+    """A batch function that records the thread each batch ran in and takes ``seconds`` per call."""
+
+    def __init__(self, seconds: float = 0.0, fail_on: int | None = None):
+        self.seconds, self.fail_on = seconds, fail_on
+        self.calls: list[tuple[list[int], int]] = []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.calls.append((list(items), threading.get_ident()))
+        if self.fail_on in items:
+            raise RuntimeError("poison")
+        time.sleep(self.seconds)
+        return [x * 2 for x in items]
+
+
+def test_a_short_measured_batch_runs_on_the_event_loops_thread():
+    async def scenario():
+        rec = ThreadRecorder()
+        b = make(rec, inline_max_s=0.05)
+        await b.start()
+        first = await b.submit(1)  # no call measured yet: the worker thread
+        second = await b.submit_many([2, 3])
+        await b.close()
+        return rec, b.stats, first, second, threading.get_ident()
+
+    rec, stats, first, second, loop_thread = asyncio.run(scenario())
+    assert (first, second) == (2, [4, 6])
+    assert rec.calls[0][1] != loop_thread and rec.calls[1] == ([2, 3], loop_thread)
+    assert stats["inline_batches"] == 1 and stats["batches"] == 2
+
+
+@pytest.mark.parametrize("inline_max_s", [0.0, 0.001])
+def test_a_batch_longer_than_the_bound_or_with_inline_calls_off_runs_in_the_worker_thread(inline_max_s):
+    async def scenario():
+        rec = ThreadRecorder(seconds=0.005)
+        b = make(rec, inline_max_s=inline_max_s)
+        await b.start()
+        for i in range(3):
+            assert await b.submit(i) == 2 * i
+        await b.close()
+        return rec, b.stats, threading.get_ident()
+
+    rec, stats, loop_thread = asyncio.run(scenario())
+    assert len(rec.calls) == 3 and all(thread != loop_thread for _, thread in rec.calls)
+    assert stats["inline_batches"] == 0
+
+
+@pytest.mark.parametrize(("inline_max_s", "batches"), [(0.05, [[1, 2]]), (0.0, [[1], [2]])])
+def test_an_inline_batch_takes_what_was_queued_after_it_was_formed(inline_max_s, batches):
+    async def scenario():
+        rec = ThreadRecorder()
+        b = make(rec, inline_max_s=inline_max_s, max_batch_size=8)
+        await b.start()
+        await b.submit(0)  # measured
+
+        async def one_step_later() -> int:
+            await asyncio.sleep(0)  # runs just after the collector has taken item 1 as a batch
+            return await b.submit(2)
+
+        results = await asyncio.gather(b.submit(1), one_step_later())
+        await b.close()
+        return rec, results
+
+    rec, results = asyncio.run(scenario())
+    assert results == [2, 4]
+    assert [items for items, _ in rec.calls[1:]] == batches
+
+
+def test_an_inline_batch_grows_only_as_far_as_its_expected_time_stays_within_the_bound():
+    def fn(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        time.sleep(0.004 * len(items))
+        return items
+
+    calls: list[list[int]] = []
+
+    async def scenario():
+        b = make(fn, inline_max_s=0.01, max_batch_size=8)
+        await b.start()
+        await b.submit(0)  # 4 ms an item: two items fit within 10 ms, four do not
+
+        async def one_step_later(item: int) -> int:
+            await asyncio.sleep(0)
+            return await b.submit(item)
+
+        await asyncio.gather(b.submit(1), *(one_step_later(i) for i in (2, 3, 4)))
+        await b.close()
+        return b.stats
+
+    stats = asyncio.run(scenario())
+    assert calls == [[0], [1, 2], [3, 4]] and stats["inline_batches"] == 2
+
+
+def test_a_failing_inline_batch_is_retried_item_by_item_in_the_worker_thread():
+    async def scenario():
+        rec = ThreadRecorder(fail_on=13)
+        b = make(rec, inline_max_s=0.05)
+        await b.start()
+        await b.submit(0)
+        out = await asyncio.gather(b.submit(13), b.submit(5), return_exceptions=True)
+        await b.close()
+        return rec, out, threading.get_ident()
+
+    rec, out, loop_thread = asyncio.run(scenario())
+    assert isinstance(out[0], RuntimeError) and out[1] == 10
+    assert rec.calls[1] == ([13, 5], loop_thread)
+    assert [thread != loop_thread for _, thread in rec.calls[2:]] == [True, True]
+
+
 @pytest.mark.parametrize(
     ("lengths", "ratio", "groups"),
     [

@@ -52,3 +52,10 @@ def test_opentelemetry_setting_reaches_fastapi(tmp_path, enabled: bool) -> None:
     assert {k: app._telemetry[k] for k in ("tracing", "metrics", "logs")} == dict.fromkeys(
         ("tracing", "metrics", "logs"), enabled
     )
+
+
+def test_short_calls_run_on_the_event_loop_unless_it_runs_at_a_lower_priority():
+    assert Settings().batching_for("sentiment").inline_max_ms == 2.0
+    assert Settings(batching={"ner": {"inline_max_ms": 5}}).batching_for("ner").inline_max_ms == 5
+    niced = Settings(event_loop_nice=10, batching={"ner": {"inline_max_ms": 5}})
+    assert niced.batching_for("ner").inline_max_ms == 0 == niced.batching_for("sentiment").inline_max_ms
