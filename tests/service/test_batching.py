@@ -123,6 +123,47 @@ def test_timeout_fails_the_request_and_skips_its_queued_item():
     assert [2] not in batches and all(2 not in batch for batch in batches)
 
 
+def test_each_request_times_out_at_its_own_deadline_while_the_model_is_busy():
+    async def scenario():
+        rec = Recorder(hold=True)
+        b = make(rec)
+        await b.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        running = asyncio.create_task(b.submit(1, timeout=0.3))  # in the model call when it times out
+        await wait_entered(rec)
+        late = asyncio.create_task(b.submit(2, timeout=0.2))
+        early = asyncio.create_task(b.submit(3, timeout=0.05))
+        failed_at = {}
+        for name, task in (("early", early), ("late", late), ("running", running)):
+            with pytest.raises(RequestTimeout) as info:
+                await task
+            failed_at[name] = loop.time() - started
+            assert info.value.limit == {"early": 0.05, "late": 0.2, "running": 0.3}[name]
+        rec.gate.set()
+        assert await b.submit(4, timeout=1) == 8  # the model serves on; the dropped results went nowhere
+        await b.close()
+        return failed_at, rec.batches
+
+    failed_at, batches = asyncio.run(scenario())
+    assert 0.05 <= failed_at["early"] < 0.15 and 0.2 <= failed_at["late"] < 0.3 <= failed_at["running"] < 0.4
+    assert batches == [[1], [4]]  # the queued items that timed out were never computed
+
+
+def test_deadlines_share_one_timer_and_answered_requests_are_let_go():
+    async def scenario():
+        b = make(Recorder())
+        await b.start()
+        for i in range(50):
+            assert await b.submit(i, timeout=10) == 2 * i
+        timers, tracked = b._deadline_timer is not None, sum(len(d) for d in b._timed.values())
+        await b.close()
+        return timers, tracked, b._deadline_timer
+
+    armed, tracked, after_close = asyncio.run(scenario())
+    assert armed and tracked <= 1 and after_close is None
+
+
 def test_full_queue_rejects_at_once_with_retry_after():
     async def scenario():
         rec = Recorder(hold=True)
