@@ -33,8 +33,8 @@ cancellation, client disconnect) are dropped from the queue instead of computed.
 A model call running longer than ``stall_after_s`` is a stall (``service.watchdog``): the items queued
 behind it fail at once with 503, and new requests are refused with 503 until the call returns.
 
-Short calls run on the event loop's own thread: a batch whose measured model time (its size's, from
-``service.batch_cost``) is at most ``inline_max_s`` is called right there, with whatever was queued
+Short calls run on the event loop's own thread: a batch whose calls of its size have taken at most
+``inline_max_s`` of CPU time (``service.batch_cost``) is called right there, with whatever was queued
 meanwhile added to it. Handing a batch to the worker thread and its results back costs two thread
 wake-ups and GIL hand-offs, which for a call of a millisecond is a large share of it; with one serving
 process per core there is no idle core for the worker thread to use meanwhile (docs/experiments.md,
@@ -139,6 +139,9 @@ class DynamicBatcher(Generic[T, R]):
         self.inline_max_s = inline_max_s
         self.watch = CallWatch(name, stall_after_s)
         self.cost = BatchCostModel(max_batch_size)  # model time by batch size, as measured
+        # the CPU time of the calling thread, which decides what runs on the event loop's thread: a call in
+        # the worker thread also waits for the GIL, and its wall time would keep it there
+        self.call_cpu = BatchCostModel(max_batch_size)
         self._batch_started = 0.0
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
@@ -340,9 +343,9 @@ class DynamicBatcher(Generic[T, R]):
             task.add_done_callback(self._running.discard)
 
     def _runs_inline(self, items: int) -> bool:
-        """Whether a batch of ``items`` is expected (from the model time measured for its size) to be short
+        """Whether a batch of ``items`` is expected (from the CPU time measured for its size) to be short
         enough to run on the event loop's thread; unmeasured batches run in the worker thread."""
-        return self.inline_max_s > 0 and 0.0 < self.cost.batch_s(items) <= self.inline_max_s
+        return self.inline_max_s > 0 and 0.0 < self.call_cpu.batch_s(items) <= self.inline_max_s
 
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -427,11 +430,12 @@ class DynamicBatcher(Generic[T, R]):
             self._idle.set()
 
     def _call(self, items: list[Any]) -> Sequence[Any]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         with self.watch.timing():
             results = self.fn(items)
         elapsed = time.perf_counter() - started
         self.cost.observe(len(items), elapsed)
+        self.call_cpu.observe(len(items), time.thread_time() - cpu)
         if self.metrics:
             self.metrics.inference_time.observe(elapsed)
         if len(results) != len(items):

@@ -59,7 +59,7 @@ class BatchingConfig(BaseModel):
         2.0,
         ge=0,
         le=1000,
-        description="a batch whose model time, as measured for its size, is at most this runs on the event"
+        description="a batch whose calls of its size have taken at most this much CPU time runs on the event"
         " loop's thread instead of the model's worker thread, saving the hand-off between threads (0: every"
         " batch in the worker thread; so it is with event_loop_nice above 0 or an inference process)",
     )

@@ -292,8 +292,15 @@ def test_metrics_record_batches_queue_wait_and_inference():
     assert get("rnnserve_queue_depth", {"model": "m"}) == 0
 
 
+def busy(seconds: float) -> None:
+    """Spends ``seconds`` of the calling thread's CPU time (what decides where a batch runs)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 class ThreadRecorder:
-    """A batch function that records the thread each batch ran in and takes ``seconds`` per call."""
+    """A batch function that records the thread each batch ran in and takes ``seconds`` of CPU per call."""
 
     def __init__(self, seconds: float = 0.0, fail_on: int | None = None):
         self.seconds, self.fail_on = seconds, fail_on
@@ -303,7 +310,7 @@ class ThreadRecorder:
         self.calls.append((list(items), threading.get_ident()))
         if self.fail_on in items:
             raise RuntimeError("poison")
-        time.sleep(self.seconds)
+        busy(self.seconds)
         return [x * 2 for x in items]
 
 
@@ -360,10 +367,31 @@ def test_an_inline_batch_takes_what_was_queued_after_it_was_formed(inline_max_s,
     assert [items for items, _ in rec.calls[1:]] == batches
 
 
+def test_what_decides_is_the_cpu_time_of_a_call_not_its_waits():
+    """A call in the worker thread also waits for the GIL; that wait must not keep it off the event loop."""
+    threads: list[int] = []
+
+    def fn(items: list[int]) -> list[int]:
+        threads.append(threading.get_ident())
+        time.sleep(0.02)  # waiting, as for the GIL: wall time, no CPU time
+        return items
+
+    async def scenario():
+        b = make(fn, inline_max_s=0.005)
+        await b.start()
+        for i in range(2):
+            await b.submit(i)
+        await b.close()
+        return b.cost.batch_s(1), threading.get_ident()
+
+    wall, loop_thread = asyncio.run(scenario())
+    assert wall >= 0.02 and threads[0] != loop_thread and threads[1] == loop_thread
+
+
 def test_an_inline_batch_grows_only_as_far_as_its_expected_time_stays_within_the_bound():
     def fn(items: list[int]) -> list[int]:
         calls.append(list(items))
-        time.sleep(0.004 * len(items))
+        busy(0.004 * len(items))
         return items
 
     calls: list[list[int]] = []
