@@ -56,7 +56,7 @@ class BatchingConfig(BaseModel):
         " requests queued behind it and new ones get 503 until the call returns",
     )
     inline_max_ms: float = Field(
-        2.0,
+        5.0,
         ge=0,
         le=1000,
         description="a batch whose calls of its size have taken at most this much CPU time runs on the event"

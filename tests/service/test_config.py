@@ -55,7 +55,7 @@ def test_opentelemetry_setting_reaches_fastapi(tmp_path, enabled: bool) -> None:
 
 
 def test_short_calls_run_on_the_event_loop_unless_it_runs_at_a_lower_priority():
-    assert Settings().batching_for("sentiment").inline_max_ms == 2.0
-    assert Settings(batching={"ner": {"inline_max_ms": 5}}).batching_for("ner").inline_max_ms == 5
-    niced = Settings(event_loop_nice=10, batching={"ner": {"inline_max_ms": 5}})
+    assert Settings().batching_for("sentiment").inline_max_ms == 5.0
+    assert Settings(batching={"ner": {"inline_max_ms": 2}}).batching_for("ner").inline_max_ms == 2
+    niced = Settings(event_loop_nice=10, batching={"ner": {"inline_max_ms": 2}})
     assert niced.batching_for("ner").inline_max_ms == 0 == niced.batching_for("sentiment").inline_max_ms
