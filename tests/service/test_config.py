@@ -59,3 +59,11 @@ def test_short_calls_run_on_the_event_loop_unless_it_runs_at_a_lower_priority():
     assert Settings(batching={"ner": {"inline_max_ms": 2}}).batching_for("ner").inline_max_ms == 2
     niced = Settings(event_loop_nice=10, batching={"ner": {"inline_max_ms": 2}})
     assert niced.batching_for("ner").inline_max_ms == 0 == niced.batching_for("sentiment").inline_max_ms
+
+
+def test_translation_keeps_every_call_in_its_model_thread_unless_told_otherwise():
+    from service.tasks.translation.model import build
+
+    assert Settings().batching_for("translation", build.batching_defaults).inline_max_ms == 0
+    told = Settings(batching={"translation": {"inline_max_ms": 3}})
+    assert told.batching_for("translation", build.batching_defaults).inline_max_ms == 3

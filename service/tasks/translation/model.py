@@ -119,6 +119,11 @@ class TranslationModel(BatchedModel):
 # the service's capacity Poisson bursts queue seconds of translation: with a 2 s bound the 30-minute soak
 # refused 31 of 363,074 requests, at expected waits of 2.0-2.4 s. Half the 10 s request deadline still
 # leaves the request's own batch time to spare.
+# Every batch runs in the model thread (``inline_max_ms`` 0): a decoder's batch takes several milliseconds,
+# and the greedy ones that fit the default bound answered 3 % fewer sentences at 16 clients on the event
+# loop's thread (docs/experiments.md, "Short model calls on the event loop's thread").
 build = CodecModelBuilder(
-    TranslationModel, TranslationCodec.from_manifest, batching_defaults={"max_queue_wait_s": 5.0}
+    TranslationModel,
+    TranslationCodec.from_manifest,
+    batching_defaults={"max_queue_wait_s": 5.0, "inline_max_ms": 0.0},
 )
