@@ -1,0 +1,40 @@
+"""The text endpoints' shared path: disconnect watchers start late, from one timer per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.api import texts
+from service.api.texts import WATCH_AFTER_S, _late_starts_of
+
+
+def test_late_starts_run_after_the_delay_unless_dropped_and_share_one_timer():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        late = _late_starts_of(loop)
+        assert _late_starts_of(loop) is late
+        ran: list[tuple[str, float]] = []
+        started = loop.time()
+        late.add(loop, lambda: ran.append(("first", loop.time() - started)))
+        timer = late._timer
+        dropped = late.add(loop, lambda: ran.append(("dropped", 0.0)))
+        await asyncio.sleep(WATCH_AFTER_S / 2)
+        late.add(loop, lambda: ran.append(("second", loop.time() - started)))
+        assert late._timer is timer  # one timer for all of them
+        dropped[1] = None
+        await asyncio.sleep(WATCH_AFTER_S * 2)
+        return ran, late
+
+    ran, late = asyncio.run(scenario())
+    assert [name for name, _ in ran] == ["first", "second"]
+    assert WATCH_AFTER_S <= ran[0][1] < WATCH_AFTER_S * 1.5
+    assert WATCH_AFTER_S * 1.5 <= ran[1][1] < WATCH_AFTER_S * 2.5
+    assert not late._due and late._timer is None
+
+
+def test_each_event_loop_has_its_own_late_starts():
+    async def of_this_loop():
+        return _late_starts_of(asyncio.get_running_loop())
+
+    assert asyncio.run(of_this_loop()) is not asyncio.run(of_this_loop())
+    assert len(texts._late_starts) <= 1  # a finished loop's entry goes with it
