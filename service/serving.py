@@ -3,8 +3,9 @@
 Two kinds of served model share :class:`ServedModel` (manifest, version, sessions, batching settings):
 
 * :class:`BatchedModel`, one item in and one result out (sentiment, NER, translation): a task implements
-  ``predict_batch(items) -> results`` (run in a worker thread by a ``DynamicBatcher``; one result or
-  exception per item) and ``warmup_items()``; routes call ``infer_many(items)``.
+  ``predict_batch(items) -> results`` (run by a ``DynamicBatcher`` in a worker thread, or on the event
+  loop's thread when its calls are short; one result or exception per item) and ``warmup_items()``; routes
+  call ``infer_many(items)``.
 
 With ``RNNSERVE_INFERENCE_PROCESS`` the serving process's copy of a model holds no sessions: ``remote`` is
 the same model loaded (by :func:`load_model`) in the inference process, and its batches or steps run there.
@@ -105,7 +106,8 @@ class BatchedModel(ServedModel):
     # -- to implement per task -------------------------------------------------------------------
     @abc.abstractmethod
     def predict_batch(self, items: list[Any]) -> Sequence[Any]:
-        """Runs in a worker thread: one result (or exception instance) per item, in order."""
+        """One result (or exception instance) per item, in order. Runs in a worker thread, or on the event
+        loop's thread when its calls are short (``BatchingConfig.inline_max_ms``): it must not wait."""
 
     @abc.abstractmethod
     def warmup_items(self) -> list[Any]:
