@@ -40,27 +40,30 @@ class _LateStarts:
     less. The delay is the same for all, so the deque is in due order."""
 
     def __init__(self) -> None:
-        # no reference to the loop: it is the key of this object in ``_late_starts``
+        # nothing here refers to the loop (not even its timer handle, which holds it): the loop is this
+        # object's key in ``_late_starts``, and the entry must go with the loop
         self._due: deque[list] = deque()  # [due time, callback or None once dropped]
-        self._timer: asyncio.TimerHandle | None = None
+        self.armed = False
 
     def add(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> list:
         """Returns the entry; ``entry[1] = None`` drops it."""
         entry = [loop.time() + WATCH_AFTER_S, callback]
         self._due.append(entry)
-        if self._timer is None:
-            self._timer = loop.call_at(entry[0], self._run_due, loop)
+        if not self.armed:
+            self.armed = True
+            loop.call_at(entry[0], self._run_due, loop)
         return entry
 
     def _run_due(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
+        self.armed = False
         now, due = loop.time(), self._due
         while due and (due[0][1] is None or due[0][0] <= now):
             callback = due.popleft()[1]
             if callback is not None:
                 callback()
         if due:
-            self._timer = loop.call_at(due[0][0], self._run_due, loop)
+            self.armed = True
+            loop.call_at(due[0][0], self._run_due, loop)
 
 
 _late_starts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LateStarts] = weakref.WeakKeyDictionary()
