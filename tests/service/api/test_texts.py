@@ -23,13 +23,13 @@ def test_late_starts_run_after_the_delay_unless_dropped_and_share_one_timer():
         late.add(loop, lambda: ran.append(("second", loop.time() - started)))
         assert late.armed and len(loop._scheduled) == scheduled  # one timer for all of them
         dropped[1] = None
-        await asyncio.sleep(WATCH_AFTER_S * 2)
+        await asyncio.sleep(WATCH_AFTER_S * 4)
         return ran, late
 
     ran, late = asyncio.run(scenario())
     assert [name for name, _ in ran] == ["first", "second"]
-    assert WATCH_AFTER_S <= ran[0][1] < WATCH_AFTER_S * 1.5
-    assert WATCH_AFTER_S * 1.5 <= ran[1][1] < WATCH_AFTER_S * 2.5
+    assert WATCH_AFTER_S <= ran[0][1] < WATCH_AFTER_S * 3  # not before its time (the loop may be late)
+    assert WATCH_AFTER_S * 1.5 <= ran[1][1] < WATCH_AFTER_S * 4.5
     assert not late._due and not late.armed
 
 
