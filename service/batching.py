@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -62,6 +63,7 @@ from service.batch_cost import BatchCostModel
 from service.errors import QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import BatchMetrics
 from service.priority import thread_pool
+from service.timers import delayed_calls
 from service.watchdog import CallWatch
 
 T = TypeVar("T")
@@ -105,12 +107,21 @@ def admission_refusal(
     return QueueFull(reason, limit=max_queue_size, headers={"Retry-After": str(retry_after)})
 
 
+def _expire(pending: list[_Pending], timeout: float) -> None:
+    """A request's deadline has passed: its items fail with ``RequestTimeout`` (queued ones are then
+    skipped, running ones' results dropped)."""
+    for p in pending:
+        if not p.future.done():
+            p.future.set_exception(
+                RequestTimeout(f"request did not finish within {timeout:g} s", limit=timeout)
+            )
+
+
 @dataclass(eq=False)
 class _Pending:
     item: Any
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
-    deadline: float = math.inf  # event loop time
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -153,9 +164,6 @@ class DynamicBatcher(Generic[T, R]):
         self._collector: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._executor: ThreadPoolExecutor | None = None
-        # items with a deadline, not known to be answered, by timeout in submission order (``_expire``)
-        self._timed: dict[float, deque[_Pending]] = {}
-        self._deadline_timer: asyncio.TimerHandle | None = None
         self.stats = {"batches": 0, "items": 0, "items_failed": 0, "inline_batches": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -183,9 +191,6 @@ class DynamicBatcher(Generic[T, R]):
             log.warning("batcher %s: drain timed out, failing %d queued items", self.name, len(self._queue))
             self._fail_queued(ShuttingDown(f"model {self.name} is shutting down"))
         self._collector.cancel()
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
-            self._deadline_timer = None
         with contextlib.suppress(asyncio.CancelledError):
             await self._collector
         self._executor.shutdown(wait=False)  # idle after a drain; never block the event loop on a stray batch
@@ -242,55 +247,20 @@ class DynamicBatcher(Generic[T, R]):
         if self.metrics:
             self.metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
+        # the deadline: one timer per event loop for all requests (``asyncio.timeout`` costs ~4 µs each)
+        expiry = None
         if timeout is not None:
-            self._set_deadline(pending, loop, timeout)
+            expiry = delayed_calls(loop).add(loop, timeout, functools.partial(_expire, pending, timeout))
         try:
             if len(pending) == 1:  # the common case, without gather's extra future
                 return [await pending[0].future]
             return await asyncio.gather(*(p.future for p in pending))
         finally:
+            if expiry is not None:
+                expiry[1] = None
             for p in pending:  # a failed sibling or a timeout: unqueued siblings are skipped
                 if not p.future.done():
                     p.future.cancel()
-
-    # -- deadlines -------------------------------------------------------------------------------
-    # One timer for the batcher, not one per request (``asyncio.timeout`` costs ~4 µs a request here). The
-    # items with a deadline wait in one deque per timeout, so each deque is in deadline order; the timer is
-    # set for the earliest deadline at their fronts. When it fires, the items past their deadline fail with
-    # ``RequestTimeout`` (queued ones are then skipped, running ones' results dropped), answered items
-    # leave the fronts (as they also do when new items arrive), and it is set again.
-    def _set_deadline(self, pending: list[_Pending], loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        deadline = loop.time() + timeout
-        for p in pending:
-            p.deadline = deadline
-        timed = self._timed.get(timeout)
-        if timed is None:
-            timed = self._timed[timeout] = deque()
-        while timed and timed[0].future.done():
-            timed.popleft()
-        timed.extend(pending)
-        timer = self._deadline_timer
-        if timer is None or deadline < timer.when():
-            if timer is not None:
-                timer.cancel()
-            self._deadline_timer = loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._deadline_timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for timeout, timed in list(self._timed.items()):
-            while timed and (timed[0].future.done() or timed[0].deadline <= now):
-                p = timed.popleft()
-                if not p.future.done():
-                    p.future.set_exception(
-                        RequestTimeout(f"request did not finish within {timeout:g} s", limit=timeout)
-                    )
-            if not timed:
-                del self._timed[timeout]
-        if self._timed:
-            earliest = min(timed[0].deadline for timed in self._timed.values())
-            self._deadline_timer = loop.call_at(earliest, self._expire)
 
     # -- collection and execution ----------------------------------------------------------------
     def _take(self, limit: int) -> list[_Pending]:

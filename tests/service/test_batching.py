@@ -11,6 +11,7 @@ import pytest
 from service.batching import DynamicBatcher, split_by_length
 from service.errors import QueueFull, RequestTimeout, ShuttingDown
 from service.metrics import Metrics
+from service.timers import delayed_calls
 
 
 class Recorder:
@@ -152,16 +153,20 @@ def test_each_request_times_out_at_its_own_deadline_while_the_model_is_busy():
 
 def test_deadlines_share_one_timer_and_answered_requests_are_let_go():
     async def scenario():
+        loop = asyncio.get_running_loop()
+        calls = delayed_calls(loop)
         b = make(Recorder())
         await b.start()
+        scheduled = len(loop._scheduled)
         for i in range(50):
             assert await b.submit(i, timeout=10) == 2 * i
-        timers, tracked = b._deadline_timer is not None, sum(len(d) for d in b._timed.values())
+        timers = len(loop._scheduled) - scheduled
+        tracked = sum(len(queue) for queue in calls._due.values())
         await b.close()
-        return timers, tracked, b._deadline_timer
+        return calls.armed, timers, tracked, calls.pending
 
-    armed, tracked, after_close = asyncio.run(scenario())
-    assert armed and tracked <= 1 and after_close is None
+    armed, timers, tracked, after_close = asyncio.run(scenario())
+    assert armed and timers == 1 and tracked <= 1 and after_close == 0
 
 
 def test_full_queue_rejects_at_once_with_retry_after():
