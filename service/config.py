@@ -140,14 +140,15 @@ class Settings(BaseSettings):
         " throughput at capacity, so 0 (one priority for all threads) is the default",
     )
     refused_connection_hold_s: float = Field(
-        0.0,
+        1.0,
         ge=0,
         le=60,
         allow_inf_nan=False,
         description="after a refusal (503 or 429 with Retry-After) on a keep-alive connection, read nothing"
         " more from that connection for at most this long (and at most Retry-After): enforces the backoff on"
-        " clients that retry at once (service/read_hold.py); 0 (off) behind a proxy that shares its upstream"
-        " connections between clients",
+        " clients that retry at once (service/read_hold.py). Requests that came through a proxy (Forwarded,"
+        " X-Forwarded-For or Via) are not held; 0 (never hold) behind a proxy that sets none of these and"
+        " shares its upstream connections between clients",
     )
     inference_process: bool = Field(
         False,

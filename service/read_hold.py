@@ -6,17 +6,19 @@ pass of its event loop and a refusal (~100-200 µs of CPU) taken from the reques
 With thousands of such clients the refusals take the cores and goodput falls (docs/experiments.md,
 "Holding a refused connection").
 
-With ``RNNSERVE_REFUSED_CONNECTION_HOLD_S`` above 0, uvicorn runs :class:`HoldingHttpToolsProtocol`: each
-request's scope carries the ASGI extension ``rnnserve.hold_reading``, a call that the request-context
-middleware makes when it sends such a refusal (:func:`hold_after_refusal`). Once that answer is written
-the protocol stops reading the connection for ``min(hold, Retry-After)`` seconds, then reads on. The
-refusal itself still goes out at once; a retry that arrives meanwhile waits in the kernel's socket buffer
-at no cost, and is read and admitted or refused when the hold ends. Other connections are unaffected.
+``python -m service`` runs :class:`HoldingHttpToolsProtocol` (unless ``RNNSERVE_REFUSED_CONNECTION_HOLD_S``
+is 0): each request's scope carries the ASGI extension ``rnnserve.hold_reading``, a call that the
+request-context middleware makes when it sends such a refusal (:func:`hold_after_refusal`). Once that
+answer is written the protocol stops reading the connection for ``min(hold, Retry-After)`` seconds, then
+reads on. The refusal itself still goes out at once; a retry that arrives meanwhile waits in the kernel's
+socket buffer at no cost, and is read and admitted or refused when the hold ends. Other connections are
+unaffected.
 
-It is HAProxy's tarpit turned to backoff, and it is off by default: behind a proxy that keeps upstream
-connections alive and shares them between its clients (nginx ``keepalive``), holding one connection
-would also hold the requests of other clients the proxy sends down it. Refusals that close the
-connection (``Connection: close``, as during the drain) are not held.
+It is HAProxy's tarpit turned to backoff. A proxy that keeps upstream connections alive may share them
+between its clients (nginx ``keepalive``), and holding one would also hold the requests of other clients
+the proxy sends down it, so a request that came through a proxy (one carrying ``Forwarded``,
+``X-Forwarded-For`` or ``Via``) is never held; refusals that close the connection (``Connection: close``,
+as during the drain) are not held either.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 HOLD_EXTENSION = "rnnserve.hold_reading"
 #: the statuses whose ``Retry-After`` a hold enforces
 REFUSAL_STATUSES = frozenset({429, 503})
+#: request headers a proxy adds: the connection may carry other clients' requests next
+PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"via"})
 
 
 class HoldingHttpToolsProtocol(HttpToolsProtocol):
@@ -69,9 +73,12 @@ def hold_after_refusal(
     scope: dict, status: int, headers: Iterable[tuple[bytes, bytes]], max_hold_s: float
 ) -> bool:
     """Asks the server to hold the connection after this answer when it is a refusal with ``Retry-After``
-    that keeps the connection open; whether it did (never under a server without the extension)."""
+    that keeps the connection open, to a request that did not come through a proxy; whether it did (never
+    under a server without the extension)."""
     hold: Callable[[float], None] | None = scope.get("extensions", {}).get(HOLD_EXTENSION)
     if hold is None or status not in REFUSAL_STATUSES:
+        return False
+    if any(name in PROXY_HEADERS for name, _ in scope.get("headers", ())):
         return False
     retry_after = None
     for name, value in headers:

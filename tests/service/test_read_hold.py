@@ -59,11 +59,13 @@ def _server(
         thread.join(10)
 
 
-def _post(sock: socket.socket, path: str, body: bytes) -> tuple[int, dict[str, str], float]:
+def _post(
+    sock: socket.socket, path: str, body: bytes, extra_headers: str = ""
+) -> tuple[int, dict[str, str], float]:
     """Status, headers and seconds to the whole answer of one POST on a kept-alive connection."""
     started = time.perf_counter()
     sock.sendall(
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra_headers}"
         f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
@@ -78,9 +80,9 @@ def _post(sock: socket.socket, path: str, body: bytes) -> tuple[int, dict[str, s
     return int(lines[0].split()[1]), headers, time.perf_counter() - started
 
 
-def _ask(sock: socket.socket, path: str) -> tuple[int, float, bool]:
+def _ask(sock: socket.socket, path: str, extra_headers: str = "") -> tuple[int, float, bool]:
     """Status, seconds to the answer, and whether the server closed the connection after it."""
-    status, _, elapsed = _post(sock, path, b"")
+    status, _, elapsed = _post(sock, path, b"", extra_headers)
     sock.settimeout(0.05)
     try:
         closed = sock.recv(1) == b""
@@ -127,6 +129,17 @@ def test_the_hold_is_at_most_retry_after():
     assert seen == [2.0, 0.5]
 
 
+@pytest.mark.parametrize("header", ["X-Forwarded-For: 10.0.0.7", "Forwarded: for=10.0.0.7", "Via: 1.1 lb"])
+def test_a_request_that_came_through_a_proxy_is_not_held(header):
+    """The proxy may send another client's request down the same connection next."""
+    metrics = Metrics()
+    with _server(HOLD_S, metrics=metrics) as port, _connect(port) as sock:
+        assert _ask(sock, "/refuse", f"{header}\r\n")[0] == 503
+        status, answered_in, _ = _ask(sock, "/ok", f"{header}\r\n")
+        assert status == 200 and answered_in < HOLD_S / 2
+    assert metrics.registry.get_sample_value("rnnserve_held_connections_total") == 0
+
+
 @pytest.mark.parametrize(
     "status, headers",
     [
@@ -158,11 +171,12 @@ def test_without_the_setting_or_the_protocol_nothing_is_held(hold_s, protocol):
         assert status == 200 and answered_in < HOLD_S / 2
 
 
-def test_python_m_service_runs_the_protocol_only_with_the_setting():
+def test_python_m_service_runs_the_protocol_unless_the_setting_is_0():
     from service.__main__ import uvicorn_options
     from service.config import Settings
 
-    assert "http" not in uvicorn_options(Settings(), 2)
+    assert "http" not in uvicorn_options(Settings(refused_connection_hold_s=0), 2)
+    assert uvicorn_options(Settings(), 2)["http"] is HoldingHttpToolsProtocol  # 1 s by default
     options = uvicorn_options(Settings(refused_connection_hold_s=7.5), 2)
     assert options["http"] is HoldingHttpToolsProtocol
     assert options["timeout_keep_alive"] > 7.5  # a held connection is not closed as idle

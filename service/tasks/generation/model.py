@@ -297,6 +297,13 @@ class GenerationModel(ScheduledModel):
         }
 
 
+# A generation holds its slot for hundreds of milliseconds, so a request admitted at the 1 s bound of the
+# other tasks answers after 1.5-2 s at capacity, and a retry held for its Retry-After (service/read_hold.py)
+# after 2.5-3 s; at 0.25 s a storm of 16 times the saturating clients is still answered within 2 s
+# (docs/experiments.md, "Holding a refused connection").
+BATCHING_DEFAULTS = {"max_queue_wait_s": 0.25}
+
+
 def build(
     manifest: ModelManifest,
     version: int,
@@ -310,7 +317,7 @@ def build(
         version=version,
         version_dir=version_dir,
         sessions=sessions,
-        batching=settings.batching_for(TASK),
+        batching=settings.batching_for(TASK, BATCHING_DEFAULTS),
         codec=CharCodec.from_manifest(manifest, version_dir),
         graphs=RecurrentGraphs(sessions["prefill"], sessions["step"], state_names) if sessions else None,
         max_prompt_chars=min(

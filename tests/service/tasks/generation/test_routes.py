@@ -8,6 +8,8 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from tests.service.conftest import serving, settings_for
+from tests.service.tasks.generation.conftest import plugins
 from tests.service.tasks.generation.tiny_model import TinyGeneration
 
 
@@ -114,7 +116,15 @@ def test_models_lists_the_scheduler(gen_client):
     entry = next(m for m in gen_client.get("/models").json()["models"] if m["name"] == "generation-tiny")
     assert entry["state"] == "ready" and entry["task"] == "generation"
     assert entry["batching"]["kind"] == "step-level (continuous)"
+    assert entry["batching"]["max_queue_wait_s"] == 0.25  # generation's own default
     assert entry["stats"]["tokens"] >= 5
+
+
+def test_the_queue_bound_follows_the_setting(tiny_generation):
+    settings = settings_for(tiny_generation.root, batching={"generation": {"max_queue_wait_s": 2}})
+    with serving(settings, plugins=plugins()) as client:
+        entry = next(m for m in client.get("/models").json()["models"] if m["name"] == "generation-tiny")
+    assert entry["batching"]["max_queue_wait_s"] == 2
 
 
 def test_sse_stream_parsed_by_a_real_client(live):
