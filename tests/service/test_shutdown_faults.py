@@ -80,10 +80,13 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
     threads = [threading.Thread(target=stream) for _ in range(3)] + [
         threading.Thread(target=translate) for _ in range(4)
     ]
+    batches_before = _translation_batches(svc)
     for t in threads:
         t.start()
     for _ in range(3):
         assert first_events.acquire(timeout=30), "the streams did not start"
+    # a translation admitted and running: the drain has one to finish, however slow the machine is today
+    wait_until(lambda: _translation_batches(svc) > batches_before, 30, "a translation batch")
     svc.sigterm()
     for t in threads:
         t.join(90)
@@ -94,6 +97,15 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
         assert status == 200 or (status == 503 and body["error"]["code"] == "shutting_down"), body
     assert any(status == 200 for status, _ in translations)
     _assert_clean_log(svc)
+
+
+def _translation_batches(svc: Service) -> float:
+    """Batches translation's batcher has started (warm-up included), from ``/metrics``."""
+    metrics = httpx.get(f"{svc.base}/metrics", timeout=10).text
+    for line in metrics.splitlines():
+        if line.startswith('rnnserve_batch_size_count{model="translation-gru"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _long_stream(svc: Service) -> tuple[threading.Thread, list[dict]]:
