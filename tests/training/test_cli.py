@@ -98,3 +98,23 @@ def test_share_weights_rewrites_a_model_and_fails_cleanly_elsewhere(
     assert manifest.files == {"weights": "weights.bin"} and manifest.size_bytes == report["bytes_after"]
     assert main(["share-weights", str(tmp_path)]) == 1
     assert "neither a model folder" in capsys.readouterr().err
+
+
+def test_every_bundled_model_records_a_command_this_cli_runs() -> None:
+    """A manifest's command is how to reproduce its model: each step must still parse, and a training step's
+    config file, with the step's overrides, must still load."""
+    import shlex
+
+    from training.cli import build_parser, load_experiment
+
+    repo = Path(__file__).parents[2]  # the commands name files relative to it
+    manifests = sorted((repo / "models").glob("*/config.json"))
+    assert manifests
+    for path in manifests:
+        command = ModelManifest.load(path.parent).training.command
+        for step in command.split(" && "):
+            words = shlex.split(step)
+            assert words[:3] == ["python", "-m", "training"], (path.parent.name, step)
+            args, overrides = build_parser().parse_known_args(words[3:])
+            if args.command in ("train", "distill"):
+                load_experiment(repo / args.config, overrides)
