@@ -475,6 +475,32 @@ class GenerationScheduler(StepScheduler):
         """One step of the running batch, the newcomers that read their prompt in the steps (``fresh``)
         and, after it, the prefilled newcomers (``joined``); returns the batch still running."""
         started = time.perf_counter()
+        batch, logits = self._step(batch, fresh, joined)
+        if batch is None:
+            self._active = 0
+            return None
+        rows, reading = self._next_tokens(batch, logits)
+        keep, updates = self._advance(batch, rows, reading)
+        self._stats["tokens"] += len(rows)
+        self._stats["max_batch"] = max(self._stats["max_batch"], len(batch))
+        self._active = len(keep)
+        if self.metrics:
+            self.metrics.batch_size.observe(len(batch))
+            self.metrics.inference_time.observe(time.perf_counter() - started)
+        if updates:
+            self._publish(updates)
+        if len(keep) == len(batch):
+            return batch
+        return batch.filter(sorted(keep)) if keep else None
+
+    def _step(
+        self,
+        batch: DecodeBatch | None,
+        fresh: DecodeBatch | None,
+        joined: list[tuple[np.ndarray, DecodeBatch]],
+    ) -> tuple[DecodeBatch | None, np.ndarray | None]:
+        """The batch of this step (cancelled rows out, ``fresh`` in), run through the step graph, with the
+        prefilled ``joined`` after it; its rows' logits in the same order."""
         if batch is not None:
             alive = [i for i, r in enumerate(batch.requests) if not r.cancelled]
             if len(alive) < len(batch):
@@ -493,33 +519,41 @@ class GenerationScheduler(StepScheduler):
             logits_parts.append(logits)
             batch = new if batch is None else batch.concatenate(new)
         if batch is None:
-            self._active = 0
-            return None
-        logits = logits_parts[0] if len(logits_parts) == 1 else np.concatenate(logits_parts)
+            return None, None
+        return batch, logits_parts[0] if len(logits_parts) == 1 else np.concatenate(logits_parts)
+
+    def _next_tokens(self, batch: DecodeBatch, logits: np.ndarray) -> tuple[Sequence[int], list[int]]:
+        """Sets each row's next input token: the next prompt token for rows still reading their prompt,
+        a sampled one for the others. Returns the sampled rows and the reading ones."""
         requests = batch.requests
         reading = [row for row, r in enumerate(requests) if r.fed < len(r.prompt_ids)]
-        if reading:
-            # Rows still reading their prompt take its next token and sample nothing.
-            sampled = np.ones(len(batch), dtype=bool)
-            sampled[reading] = False
-            sampled_rows = np.flatnonzero(sampled)
-            tokens = batch.tokens.copy()
-            for row in reading:
-                request = requests[row]
-                tokens[row] = request.prompt_ids[request.fed]
-                request.fed += 1
-            tokens[sampled_rows] = batch.chooser(logits, sampled_rows)
-            rows = sampled_rows.tolist()
-            self._stats["prompt_tokens_in_steps"] += len(reading)
-        else:
-            tokens = batch.chooser(logits)
-            rows = range(len(batch))
+        if not reading:
+            batch.tokens = batch.chooser(logits)
+            return range(len(batch)), reading
+        sampled = np.ones(len(batch), dtype=bool)
+        sampled[reading] = False
+        sampled_rows = np.flatnonzero(sampled)
+        tokens = batch.tokens.copy()
+        for row in reading:
+            request = requests[row]
+            tokens[row] = request.prompt_ids[request.fed]
+            request.fed += 1
+        tokens[sampled_rows] = batch.chooser(logits, sampled_rows)
         batch.tokens = tokens
+        self._stats["prompt_tokens_in_steps"] += len(reading)
+        return sampled_rows.tolist(), reading
+
+    def _advance(
+        self, batch: DecodeBatch, rows: Sequence[int], reading: list[int]
+    ) -> tuple[list[int], list[Update]]:
+        """Appends the sampled rows' tokens to their texts. Returns the rows that go on, and the updates
+        their requests wait for (every token of a stream, the first of any, the end)."""
+        requests = batch.requests
         updates: list[Update] = []
         keep = reading  # rows reading their prompt always stay
         now = time.perf_counter()
         vocab_text = self._vocab_text
-        token_list = tokens.tolist()
+        token_list = batch.tokens.tolist()
         for row in rows:
             request = requests[row]
             text = vocab_text[token_list[row]]
@@ -536,17 +570,7 @@ class GenerationScheduler(StepScheduler):
                 keep.append(row)
                 if request.stream or first:
                     updates.append((request, text, False, None))
-        self._stats["tokens"] += len(rows)
-        self._stats["max_batch"] = max(self._stats["max_batch"], len(batch))
-        self._active = len(keep)
-        if self.metrics:
-            self.metrics.batch_size.observe(len(batch))
-            self.metrics.inference_time.observe(time.perf_counter() - started)
-        if updates:
-            self._publish(updates)
-        if len(keep) == len(batch):
-            return batch
-        return batch.filter(sorted(keep)) if keep else None
+        return keep, updates
 
     def _abandon(self, batch: DecodeBatch | None, prefilling: list[GenerationRequest]) -> None:
         left = (batch.requests if batch else []) + prefilling + list(self._pending)
