@@ -7,6 +7,9 @@ this process drains first: every new POST is answered 503 ``shutting_down`` with
 ``Retry-After`` and ``Connection: close`` (``service.admission``), ``/ready`` turns 503, and only once no
 admitted request is left (or ``RNNSERVE_SHUTDOWN_TIMEOUT_S`` has passed) does uvicorn get the signal: it
 closes the port, ends idle connections and runs the lifespan's shutdown, which drains the batch queues.
+The bound is one for the whole shutdown, counted from the first signal: uvicorn's wait for the requests
+still running and the queues' drain get what the drain left of it (:meth:`Drain.remaining_s`), so a
+deployment's grace period need only exceed the bound once.
 
 With ``RNNSERVE_LISTEN_WHEN_READY`` the open port itself is the readiness signal, for a balancer without
 readiness checks (nginx): the port opens once the models are warm, and closes at SIGTERM, so the balancer
@@ -29,6 +32,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+import uvicorn
+
 log = logging.getLogger(__name__)
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _POLL_S = 0.05
@@ -48,6 +53,7 @@ class Drain:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: asyncio.Task[None] | None = None
         self._handed_over = False
+        self._signalled_at: float | None = None
 
     def install(self) -> bool:
         """Puts the drain in front of the current SIGTERM and SIGINT handlers (uvicorn's). Call from the
@@ -76,6 +82,12 @@ class Drain:
             self.draining = True
             self.on_start()
 
+    def remaining_s(self) -> float:
+        """What is left of the shutdown bound since the first signal (all of it before one)."""
+        if self._signalled_at is None:
+            return self.timeout_s
+        return max(0.0, self.timeout_s - (time.monotonic() - self._signalled_at))
+
     async def wait_idle(self, timeout_s: float) -> bool:
         """True once no admitted request is running; False when ``timeout_s`` passed first."""
         deadline = time.monotonic() + timeout_s
@@ -87,6 +99,8 @@ class Drain:
         previous = self._previous.get(signum)
         if previous is None:  # uninstalled between the signal and this call
             return
+        if self._signalled_at is None:
+            self._signalled_at = time.monotonic()
         if self.draining or not self.in_flight or self._loop is None:
             self._handed_over = True
             previous(signum, frame)  # a second signal, or nothing to finish: stop now
@@ -110,4 +124,14 @@ class Drain:
         finally:
             if not self._handed_over:  # (a second signal already went to uvicorn)
                 self._handed_over = True
+                _limit_graceful_shutdown(previous, self.remaining_s())
                 previous(signum, None)  # uvicorn: close the port, then the lifespan's shutdown
+
+
+def _limit_graceful_shutdown(handler: Handler, seconds: float) -> None:
+    """uvicorn waits up to its ``timeout_graceful_shutdown`` for the requests still running once it has
+    the signal; after a drain, only what is left of the bound. ``handler`` is uvicorn's
+    ``Server.handle_exit`` when the drain stands in front of a uvicorn server (any other is left alone)."""
+    config = getattr(getattr(handler, "__self__", None), "config", None)
+    if isinstance(config, uvicorn.Config):
+        config.timeout_graceful_shutdown = seconds  # read when its shutdown starts

@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         for task in (app.state.watching, app.state.controlling, app.state.loading):
             await _cancel(task)
         repository.workers.withdraw()  # the other processes stop counting this one as ready
-        await repository.close(drain=True, timeout=settings.shutdown_timeout_s)
+        await repository.close(drain=True, timeout=drain.remaining_s())  # one bound since SIGTERM
         if inference is not None:
             await asyncio.to_thread(inference.close)
         metrics.close()

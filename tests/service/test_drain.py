@@ -10,6 +10,7 @@ import signal
 import threading
 
 import pytest
+import uvicorn
 
 from service.drain import Drain
 
@@ -101,6 +102,45 @@ def test_the_bound_hands_the_signal_over_with_requests_still_running(server_hand
 
     received, in_flight = asyncio.run(scenario())
     assert received == [signal.SIGTERM] and in_flight == 1
+
+
+def test_the_bound_counts_from_the_first_signal(server_handler):
+    async def scenario() -> tuple[float, float, float]:
+        drain = Drain(0.6)
+        drain.install()
+        before = drain.remaining_s()
+        drain.in_flight = 1
+        _sigterm()
+        await asyncio.sleep(0.3)
+        halfway = drain.remaining_s()
+        await asyncio.sleep(0.5)
+        drain.uninstall()
+        return before, halfway, drain.remaining_s()
+
+    before, halfway, after = asyncio.run(scenario())
+    assert before == 0.6 and 0 < halfway <= 0.3 and after == 0.0
+
+
+def test_uvicorn_gets_what_the_drain_left_of_the_bound():
+    """The drain stands in front of uvicorn's ``Server.handle_exit``: uvicorn's own wait for the requests
+    still running is cut to the rest of the bound, not a second bound of its own."""
+
+    async def scenario() -> tuple[float | None, bool]:
+        server = uvicorn.Server(uvicorn.Config(app=None, timeout_graceful_shutdown=30))
+        previous = signal.signal(signal.SIGTERM, server.handle_exit)  # as uvicorn installs it
+        try:
+            drain = Drain(0.5)
+            drain.install()
+            drain.in_flight = 1  # never ends: the whole bound goes to the drain
+            _sigterm()
+            await asyncio.sleep(0.8)
+            drain.uninstall()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return server.config.timeout_graceful_shutdown, server.should_exit
+
+    grace, told_to_exit = asyncio.run(scenario())
+    assert grace == 0.0 and told_to_exit
 
 
 def test_uninstall_gives_the_signal_back(server_handler):

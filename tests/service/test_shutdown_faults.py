@@ -80,13 +80,13 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
     threads = [threading.Thread(target=stream) for _ in range(3)] + [
         threading.Thread(target=translate) for _ in range(4)
     ]
-    batches_before = _translation_batches(svc)
+    batches_before = _batches(svc, "translation-gru")
     for t in threads:
         t.start()
     for _ in range(3):
         assert first_events.acquire(timeout=30), "the streams did not start"
     # a translation admitted and running: the drain has one to finish, however slow the machine is today
-    wait_until(lambda: _translation_batches(svc) > batches_before, 30, "a translation batch")
+    wait_until(lambda: _batches(svc, "translation-gru") > batches_before, 30, "a translation batch")
     svc.sigterm()
     for t in threads:
         t.join(90)
@@ -99,11 +99,11 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
     _assert_clean_log(svc)
 
 
-def _translation_batches(svc: Service) -> float:
-    """Batches translation's batcher has started (warm-up included), from ``/metrics``."""
+def _batches(svc: Service, model: str) -> float:
+    """Batches the model's batcher has started (warm-up included), from ``/metrics``."""
     metrics = httpx.get(f"{svc.base}/metrics", timeout=10).text
     for line in metrics.splitlines():
-        if line.startswith('rnnserve_batch_size_count{model="translation-gru"}'):
+        if line.startswith(f'rnnserve_batch_size_count{{model="{model}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -251,6 +251,41 @@ def test_sigterm_with_a_hung_model_call_still_exits(service, tmp_path):
     assert code in EXITED_ON_SIGTERM
     log = svc.output()
     assert "shutdown complete" in log, log[-2000:]
+
+
+def test_the_shutdown_bound_is_one_for_the_whole_shutdown(service, tmp_path):
+    """A request stuck in a hung model call outlives every stage of the shutdown: the drain's wait, uvicorn's
+    wait for running requests and the queues' drain share one RNNSERVE_SHUTDOWN_TIMEOUT_S from SIGTERM
+    (a deployment's grace period covers it once), not one each."""
+    root = bundled_repository(tmp_path / "models", names=["sentiment-gru"])
+    flag = tmp_path / "hang"
+    bound = 4.0
+    svc = service(
+        root,
+        faults=True,
+        **{
+            HANG_FLAG_ENV: str(flag),
+            "RNNSERVE_SHUTDOWN_TIMEOUT_S": str(bound),
+            "RNNSERVE_BATCHING__SENTIMENT__TIMEOUT_S": "60",  # the request stays in flight throughout
+            "RNNSERVE_BATCHING__SENTIMENT__INLINE_MAX_MS": "0",  # hung in the model thread, not the loop
+        },
+    )
+    svc.wait("/ready")
+    batches_before = _batches(svc, "sentiment-gru")
+    flag.touch()
+
+    def stuck_request() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # cut off by the shutdown, as it must be
+            httpx.post(f"{svc.base}/sentiment", json={"text": "good"}, timeout=60)
+
+    threading.Thread(target=stuck_request, daemon=True).start()
+    wait_until(lambda: _batches(svc, "sentiment-gru") > batches_before, 10, "the stuck request's batch")
+    started = time.monotonic()
+    svc.sigterm()
+    code = svc.process.wait(3 * bound + 10)
+    took = time.monotonic() - started
+    assert code in EXITED_ON_SIGTERM
+    assert took < 2 * bound, f"shutdown took {took:.1f} s against a bound of {bound} s"
 
 
 @pytest.mark.parametrize("destination", ["pipe nobody reads", "closed pipe", "full disk"])
