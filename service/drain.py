@@ -13,7 +13,8 @@ deployment's grace period need only exceed the bound once.
 
 With ``RNNSERVE_LISTEN_WHEN_READY`` the open port itself is the readiness signal, for a balancer without
 readiness checks (nginx): the port opens once the models are warm, and closes at SIGTERM, so the balancer
-retries new requests on another replica at once (a 503 it would pass on to the client); no drain then.
+retries new requests on another replica at once (a 503 it would pass on to the client); no drain then,
+but the bound still counts from the signal.
 
 The drain sits in front of uvicorn's own signal handler (installed before the app's start-up runs, in
 the main thread) rather than in a ``uvicorn.Server`` subclass, so it works however uvicorn was started,
@@ -54,13 +55,16 @@ class Drain:
         self._waiting: asyncio.Task[None] | None = None
         self._handed_over = False
         self._signalled_at: float | None = None
+        self._hold_back = True
 
-    def install(self) -> bool:
+    def install(self, hold_back: bool = True) -> bool:
         """Puts the drain in front of the current SIGTERM and SIGINT handlers (uvicorn's). Call from the
         running event loop; a no-op outside the main thread (a test client's portal), where no signal
-        arrives, and for a signal whose handler is not a Python function."""
+        arrives, and for a signal whose handler is not a Python function. Without ``hold_back`` a signal
+        goes straight through (no drain step) and only starts the bound's clock."""
         if threading.current_thread() is not threading.main_thread():
             return False
+        self._hold_back = hold_back
         self._loop = asyncio.get_running_loop()
         for sig in DRAIN_SIGNALS:
             previous = signal.getsignal(sig)
@@ -101,9 +105,9 @@ class Drain:
             return
         if self._signalled_at is None:
             self._signalled_at = time.monotonic()
-        if self.draining or not self.in_flight or self._loop is None:
+        if not self._hold_back or self.draining or not self.in_flight or self._loop is None:
             self._handed_over = True
-            previous(signum, frame)  # a second signal, or nothing to finish: stop now
+            previous(signum, frame)  # no drain step, a second signal, or nothing to finish: stop now
             return
         self._loop.call_soon_threadsafe(self._begin, signum, previous)
 

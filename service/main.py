@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
             await asyncio.shield(app.state.loading)
         app.state.controlling = asyncio.create_task(control.run(app.state.loading), name="model-control")
         app.state.watching = asyncio.create_task(repository.watch_faults(), name="watch-faults")
-        if not settings.listen_when_ready:  # (with it, the open port is the readiness signal: see drain)
-            drain.install()  # SIGTERM drains the admitted requests before uvicorn closes the port
+        # SIGTERM drains the admitted requests before uvicorn closes the port; not with listen_when_ready,
+        # where the open port is the readiness signal (see service.drain), but the bound still counts from it
+        drain.install(hold_back=not settings.listen_when_ready)
         yield
         drain.uninstall()
         log.info("shutting down: draining batch queues")

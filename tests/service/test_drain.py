@@ -121,6 +121,24 @@ def test_the_bound_counts_from_the_first_signal(server_handler):
     assert before == 0.6 and 0 < halfway <= 0.3 and after == 0.0
 
 
+def test_without_holding_back_the_signal_goes_through_and_starts_the_clock(server_handler):
+    """RNNSERVE_LISTEN_WHEN_READY: no drain step, the port closes at once, and the queues' drain after it
+    still gets only the rest of the bound."""
+
+    async def scenario() -> tuple[list[int], bool, float]:
+        drain = Drain(5.0)
+        drain.install(hold_back=False)
+        drain.in_flight = 1
+        _sigterm()
+        await _settle()
+        await asyncio.sleep(0.2)
+        drain.uninstall()
+        return list(server_handler), drain.draining, drain.remaining_s()
+
+    received, draining, remaining = asyncio.run(scenario())
+    assert received == [signal.SIGTERM] and not draining and remaining <= 4.8
+
+
 def test_uvicorn_gets_what_the_drain_left_of_the_bound():
     """The drain stands in front of uvicorn's ``Server.handle_exit``: uvicorn's own wait for the requests
     still running is cut to the rest of the bound, not a second bound of its own."""
