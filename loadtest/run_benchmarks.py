@@ -130,6 +130,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         typical_s=40,
         writes_section=False,
     ),
+    # What the connections queued on a serving process that dies get, with net.ipv4.tcp_migrate_req at 0
+    # and 1: run as root it sets the kernel setting for the run and puts it back, hence opt-in; rewrites
+    # its section of docs/experiments.md.
+    Benchmark(
+        "process-death",
+        "loadtest.bench_process_death",
+        args=("--doc", "docs/experiments.md"),
+        quick_args=("--tries", "2", "--doc", "docs/experiments.md"),
+        typical_s=60,
+        writes_section=False,
+        opt_in=True,
+    ),
     Benchmark(
         "loadtest-mix",
         "loadtest.loadrun",

@@ -68,6 +68,11 @@ def _run(settings: Settings, workers: int) -> None:
             port,
             workers,
         )
+        if listener.queued_connections_migrate() is False:
+            log.info(
+                "net.ipv4.tcp_migrate_req is 0: the connections queued on a serving process that dies are"
+                " reset; at 1 the kernel hands them to another process (docs/service.md, Process model)"
+            )
         Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.run("service.main:create_worker_app", **options)

@@ -12,19 +12,34 @@ kernel (Linux) then assigns each new connection to one of them by a hash of its 
 supervisor is unchanged: it hands its sockets to each process by pickling them, and this socket pickles
 as "bind a socket like me". In the supervisor it stays bound without listening, which holds the port and
 takes no connections. A process that dies takes the connections waiting in its own queue with it (they
-are reset; the clients reconnect).
+are reset; the clients reconnect), unless the kernel hands them to another socket of the group: Linux
+5.14 and later do with the sysctl ``net.ipv4.tcp_migrate_req`` at 1 (:func:`queued_connections_migrate`;
+``python -m loadtest.bench_process_death`` measures both).
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 from typing import Any
+
+#: Linux 5.14+: 1 hands the connections queued on a closed socket of a SO_REUSEPORT group to another
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
 
 def supported() -> bool:
     """Linux spreads connections over a ``SO_REUSEPORT`` group; other systems give them all to one."""
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def queued_connections_migrate(setting: Path = MIGRATE_REQ) -> bool | None:
+    """Whether the connections queued on a serving process that dies go to another process's socket
+    instead of being reset; ``None`` where the kernel has no such setting (or it cannot be read)."""
+    try:
+        return setting.read_text().strip() != "0"
+    except OSError:
+        return None
 
 
 def _reuse_port_socket(family: int, address: Any, cls: type[socket.socket] = socket.socket) -> socket.socket:

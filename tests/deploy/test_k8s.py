@@ -149,7 +149,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def test_the_layout_is_there() -> None:
     assert {"cpu", "gpu"} <= set(OVERLAY_IDS)
-    assert {p.name for p in COMPONENTS} == {"model-volume", "queue-depth-hpa"}
+    assert {p.name for p in COMPONENTS} == {"model-volume", "queue-depth-hpa", "migrate-queued-connections"}
     kinds = {o["kind"] for o in overlay("cpu")}
     assert kinds == {
         "ConfigMap",
@@ -440,6 +440,21 @@ def test_hpa_scales_on_cpu_by_default_and_the_queue_depth_component_adds_the_exp
     gauges = {m.name: m.type for m in Metrics().registry.collect()}
     assert gauges.get(series) == "gauge", f"{series} is not a gauge the service exports"
     assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+
+
+def test_the_migration_component_asks_the_kernel_to_hand_over_queued_connections(tmp_path: Path) -> None:
+    """The sysctl the service checks at start (service.listener), on the pod, and nothing else changed."""
+    from service.listener import MIGRATE_REQ
+
+    for base in ("cpu", "gpu"):
+        plain = pod_spec(only(overlay(base), "Deployment"))
+        component = K8S_DIR / "components" / "migrate-queued-connections"
+        folder = tmp_path / base
+        folder.mkdir()
+        spec = pod_spec(only(compose(folder, [K8S_DIR / "overlays" / base], [component]), "Deployment"))
+        sysctls = spec["securityContext"].pop("sysctls")
+        assert sysctls == [{"name": ".".join(MIGRATE_REQ.parts[3:]), "value": "1"}]
+        assert spec == plain, base
 
 
 def test_the_inferenceservice_is_a_custom_predictor_on_the_task_routes(api: dict[str, Any]) -> None:

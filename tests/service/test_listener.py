@@ -61,3 +61,11 @@ def test_a_port_another_server_listens_on_is_refused(reuse_port: bool) -> None:
         other.listen(8)
         with pytest.raises(OSError, match="in use"):
             listener.ReusePortListener.for_address("127.0.0.1", other.getsockname()[1])
+
+
+@pytest.mark.parametrize("value, migrate", [("1\n", True), ("0\n", False)])
+def test_whether_queued_connections_survive_a_process_follows_the_kernel_setting(tmp_path, value, migrate):
+    setting = tmp_path / "tcp_migrate_req"
+    setting.write_text(value)
+    assert listener.queued_connections_migrate(setting) is migrate
+    assert listener.queued_connections_migrate(tmp_path / "absent") is None  # before Linux 5.14
