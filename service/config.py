@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     ort_allow_spinning: bool = Field(
         False, description="let ORT threads spin-wait (faster on a dedicated box, steals CPU from HTTP here)"
     )
+    event_loop_stall_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="a serving process whose event loop has not run for this long (a short model call on the"
+        " loop's thread that never returns) ends itself so that a fresh one replaces it"
+        " (service/loop_watchdog.py, gunicorn's worker timeout); 0: never",
+    )
     event_loop_nice: int = Field(
         0,
         ge=0,

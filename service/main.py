@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -36,6 +37,7 @@ from service.config import Settings, get_settings
 from service.drain import Drain
 from service.inference_process import InferenceProcess
 from service.logs import configure_logging, flush_logs
+from service.loop_watchdog import LoopWatchdog
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.model_control import ModelControl
@@ -89,7 +91,12 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         # SIGTERM drains the admitted requests before uvicorn closes the port; not with listen_when_ready,
         # where the open port is the readiness signal (see service.drain), but the bound still counts from it
         drain.install(hold_back=not settings.listen_when_ready)
+        watchdog = LoopWatchdog(settings.event_loop_stall_s) if settings.event_loop_stall_s else None
+        if watchdog is not None and threading.current_thread() is threading.main_thread():
+            watchdog.start(asyncio.get_running_loop())  # a server's loop only (see service.loop_watchdog)
         yield
+        if watchdog is not None:
+            watchdog.stop()
         drain.uninstall()
         log.info("shutting down: draining batch queues")
         for task in (app.state.watching, app.state.controlling, app.state.loading):
