@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest.bench.report import measured_with, replace_section
+from loadtest.bench.report import publish
 from loadtest.bench.server import REPO_ROOT, start_service, stop_service, wait_ready
 from loadtest.bench_sentiment import machine
 
@@ -97,19 +97,11 @@ def main(argv: list[str] | None = None) -> None:
                 stack.callback(stop_service, service)
                 wait_ready(service)
                 results[label] = measure(service, args.connections, args.tries, args.workers)
-    text = "\n".join(
-        [
-            f"{args.workers} serving processes; each try opens the connections at once and asks each which"
-            f" process answers; {args.tries} tries per row.",
-            f"Machine: {machine()}.",
-            *measured_with(command, started),
-            "",
-            table(results, args.workers),
-        ]
+    summary = (
+        f"{args.workers} serving processes; each try opens the connections at once and asks each which"
+        f" process answers; {args.tries} tries per row."
     )
-    if args.doc:
-        replace_section(args.doc, args.marker, text)
-    print(text)
+    publish(summary, machine(), command, started, table(results, args.workers), args.doc, args.marker)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest.bench.report import measured_with, replace_section
+from loadtest.bench.report import publish
 from loadtest.bench.server import REPO_ROOT, Service, start_service, stop_service, wait_ready
 from loadtest.bench_sentiment import machine
 from service.listener import MIGRATE_REQ
@@ -167,21 +167,13 @@ def main(argv: list[str] | None = None) -> None:
             stop_service(service)
             if MIGRATE_REQ.read_text().strip() != before:
                 MIGRATE_REQ.write_text(before)
-    text = "\n".join(
-        [
-            f"{args.workers} serving processes (`sentiment-gru`), a socket each; each try stops one of them"
-            f" (SIGSTOP), opens {args.connections} connections at once with a `GET /models` each, kills the"
-            f" stopped process 1 s later (SIGKILL) and counts the answers ({args.timeout_s:g} s timeout);"
-            f" {args.tries} tries per row, the supervisor's replacement ready before each.",
-            f"Machine: {machine()}.",
-            *measured_with(command, started),
-            "",
-            table(results, args.connections),
-        ]
+    summary = (
+        f"{args.workers} serving processes (`sentiment-gru`), a socket each; each try stops one of them"
+        f" (SIGSTOP), opens {args.connections} connections at once with a `GET /models` each, kills the"
+        f" stopped process 1 s later (SIGKILL) and counts the answers ({args.timeout_s:g} s timeout);"
+        f" {args.tries} tries per row, the supervisor's replacement ready before each."
     )
-    if args.doc:
-        replace_section(args.doc, args.marker, text)
-    print(text)
+    publish(summary, machine(), command, started, table(results, args.connections), args.doc, args.marker)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,15 @@ def measured_with(command: str, when: str | None = None) -> list[str]:
     """The lines that date a figure and give the command that made it (``when``: now, in UTC)."""
     when = when or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return [f"Measured {when} with:", "", "```bash", command.strip(), "```"]
+
+
+def publish(
+    summary: str, machine: str, command: str, started: str, table: str, doc: Path | None, marker: str
+) -> str:
+    """A benchmark's section: what each row measured, the machine, the command and when, then the table;
+    written into ``doc`` (section ``marker``) when given, and printed. Returns it."""
+    text = "\n".join([summary, f"Machine: {machine}.", *measured_with(command, started), "", table])
+    if doc:
+        replace_section(doc, marker, text)
+    print(text)
+    return text
