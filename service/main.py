@@ -44,6 +44,7 @@ from service.model_control import ModelControl
 from service.plugin import TaskPlugin
 from service.protocols.v2 import repository as v2_repository
 from service.protocols.v2 import routes as v2
+from service.read_hold import end_holds
 from service.repository import ModelRepository
 from service.ui import routes as ui
 from service.workers import WorkerGroup, signal_when_parent_dies
@@ -73,7 +74,12 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         settings, plugins, metrics, WorkerGroup.from_env(settings.process_count), inference
     )
     api_keys = load_api_keys(settings)  # a missing or malformed keys file stops the start here
-    drain = Drain(settings.shutdown_timeout_s, on_start=repository.begin_drain)
+
+    def begin_drain() -> None:  # on the event loop, once SIGTERM starts the drain
+        repository.begin_drain()
+        end_holds()  # a retry waiting on a held connection is read now and refused as shutting down
+
+    drain = Drain(settings.shutdown_timeout_s, on_start=begin_drain)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -24,6 +24,7 @@ as during the drain) are not held either.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Iterable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -56,17 +57,36 @@ class HoldingHttpToolsProtocol(HttpToolsProtocol):
             return
         self.flow.pause_reading()
         self._hold_handle = self.loop.call_later(seconds, self._end_hold)
+        _held.setdefault(self.loop, weakref.WeakSet()).add(self)
 
     def _end_hold(self) -> None:
-        self._hold_handle = None
+        self._forget_hold()
         if not self.transport.is_closing():
             self.flow.resume_reading()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _forget_hold(self) -> None:
         if self._hold_handle is not None:
             self._hold_handle.cancel()
             self._hold_handle = None
+        _held.get(self.loop, set()).discard(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget_hold()
         super().connection_lost(exc)
+
+
+#: the held connections of each event loop (a serving process has one)
+_held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[HoldingHttpToolsProtocol]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def end_holds() -> None:
+    """Reads on at once from every connection this event loop holds. The drain calls it: a retry waiting in
+    a held connection is then read and answered (503 ``shutting_down``) before uvicorn closes the
+    connections it finds idle, which would leave that retry unanswered."""
+    for protocol in list(_held.get(asyncio.get_running_loop(), ())):
+        protocol._end_hold()
 
 
 def hold_after_refusal(

@@ -15,7 +15,7 @@ import uvicorn
 
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
-from service.read_hold import HOLD_EXTENSION, HoldingHttpToolsProtocol, hold_after_refusal
+from service.read_hold import HOLD_EXTENSION, HoldingHttpToolsProtocol, end_holds, hold_after_refusal
 from tests.service.bundled import bundled_repository
 from tests.service.faults import free_port, wait_until
 from tests.service.live import start_service
@@ -24,7 +24,8 @@ HOLD_S = 0.6
 
 
 async def _app(scope, receive, send) -> None:
-    """``/refuse``: 503 with Retry-After 1; ``/close``: the same with ``Connection: close``; else 200."""
+    """``/refuse``: 503 with Retry-After 1; ``/close``: the same with ``Connection: close``;
+    ``/refuse-long``: 503 with Retry-After 30; ``/end-holds`` ends the holds; else 200."""
     if scope["type"] != "http":
         return
     headers = [(b"content-length", b"2")]
@@ -33,6 +34,10 @@ async def _app(scope, receive, send) -> None:
         status, headers = 503, [*headers, (b"retry-after", b"1")]
     elif scope["path"] == "/close":
         status, headers = 503, [*headers, (b"retry-after", b"1"), (b"connection", b"close")]
+    elif scope["path"] == "/refuse-long":
+        status, headers = 503, [*headers, (b"retry-after", b"30")]
+    elif scope["path"] == "/end-holds":  # what the drain does at SIGTERM
+        end_holds()
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"{}"})
 
@@ -119,6 +124,20 @@ def test_other_connections_are_answered_during_a_hold():
         held.settimeout(HOLD_S * 3)
         assert held.recv(4096).startswith(b"HTTP/1.1 200")
         assert time.perf_counter() - started >= HOLD_S * 0.9
+
+
+def test_the_drain_ends_every_hold_at_once():
+    """At SIGTERM a retry waiting on a held connection is read (and refused as shutting down) before uvicorn
+    closes the connections it finds idle, which would leave it unanswered."""
+    with _server(10.0) as port, _connect(port) as held, _connect(port) as other:
+        assert _ask(held, "/refuse-long")[0] == 503  # held for 10 s
+        started = time.perf_counter()
+        held.sendall(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        time.sleep(0.2)
+        assert _ask(other, "/end-holds")[0] == 200
+        held.settimeout(5)
+        assert held.recv(4096).startswith(b"HTTP/1.1 200")
+        assert time.perf_counter() - started < 3
 
 
 def test_the_hold_is_at_most_retry_after():
