@@ -93,9 +93,26 @@ DELAY_ENV = "RNNSERVE_TEST_CALL_DELAY_S"
 
 
 def serve_with_faults() -> None:
-    """``python -m service``, except that every ONNX call blocks for good while the file named by
-    ``RNNSERVE_TEST_HANG_FLAG`` exists (a model call that never returns), and takes
-    ``RNNSERVE_TEST_CALL_DELAY_S`` seconds longer (a slow model)."""
+    """``python -m service`` with :func:`install_faults` in its own process (a serving process that uvicorn's
+    supervisor starts runs without them: ``sitecustomize_with_faults`` reaches those)."""
+    install_faults()
+    from service.__main__ import main
+
+    main()
+
+
+def sitecustomize_with_faults(folder: Path) -> dict[str, str]:
+    """The environment under which every Python process started (serving processes included) runs
+    :func:`install_faults` at start: a ``sitecustomize`` module in ``folder``, first on ``PYTHONPATH``."""
+    (folder / "sitecustomize.py").write_text(
+        "from tests.service.faults import install_faults\n\ninstall_faults()\n", encoding="utf-8"
+    )
+    return {"PYTHONPATH": os.pathsep.join([str(folder), str(REPO_ROOT)])}
+
+
+def install_faults() -> None:
+    """Every ONNX call blocks for good while the file named by ``RNNSERVE_TEST_HANG_FLAG`` exists (a model
+    call that never returns), and takes ``RNNSERVE_TEST_CALL_DELAY_S`` seconds longer (a slow model)."""
     import onnxruntime
 
     flag = Path(os.environ.get(HANG_FLAG_ENV, "/nonexistent/flag"))
@@ -110,9 +127,6 @@ def serve_with_faults() -> None:
         return real_run(self, *args, **kwargs)
 
     onnxruntime.InferenceSession.run = run
-    from service.__main__ import main
-
-    main()
 
 
 class Service:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from service.loop_watchdog import STALLED_EXIT_CODE, LoopWatchdog
 from tests.service.bundled import bundled_repository
-from tests.service.faults import HANG_FLAG_ENV, Service, wait_until
+from tests.service.faults import HANG_FLAG_ENV, Service, sitecustomize_with_faults, wait_until
 
 
 def _watch(block_s: float) -> list[tuple[float, str]]:
@@ -75,3 +76,52 @@ def test_python_m_service_ends_a_process_whose_loop_hangs(tmp_path: Path) -> Non
         assert "event loop has not run for" in log and "serve_with_faults" in log, log[-3000:]
     finally:
         svc.stop()
+
+
+@pytest.mark.timeout(300)
+def test_uvicorns_supervisor_replaces_a_serving_process_whose_loop_hangs(tmp_path: Path) -> None:
+    """Two serving processes, the faults installed in each (``sitecustomize``): once short calls hang on the
+    event loops' threads, a process ends itself and the supervisor starts a fresh one that serves."""
+    root = bundled_repository(tmp_path / "models", names=["sentiment-gru"])
+    flag = tmp_path / "hang"
+    env = {
+        "RNNSERVE_MODEL_REPOSITORY": str(root),
+        "RNNSERVE_WORKERS": "2",
+        "RNNSERVE_EVENT_LOOP_STALL_S": "2",
+        HANG_FLAG_ENV: str(flag),
+        **sitecustomize_with_faults(tmp_path),
+    }
+    svc = Service(env, tmp_path / "log")
+    try:
+        svc.wait("/ready")
+        first = _pids(svc, 2)
+        for _ in range(40):  # on new connections, spread over both: each measures its single-text call
+            assert httpx.post(f"{svc.base}/sentiment", json={"text": "good"}, timeout=10).status_code == 200
+        flag.touch()
+
+        def stuck() -> None:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.post(f"{svc.base}/sentiment", json={"text": "good"}, timeout=60)
+
+        for _ in range(8):
+            threading.Thread(target=stuck, daemon=True).start()
+        wait_until(lambda: not all(Path(f"/proc/{pid}").exists() for pid in first), 60, "a process ending")
+        flag.unlink()
+        svc.wait("/ready", timeout=120)
+        wait_until(lambda: len(_pids(svc, 2) - first) >= 1, 60, "a fresh process serving")
+        assert httpx.post(f"{svc.base}/sentiment", json={"text": "good"}, timeout=10).status_code == 200
+        assert svc.process.poll() is None  # the supervisor itself goes on
+        log = svc.output()
+        assert "event loop has not run for" in log and "died" in log, log[-3000:]
+    finally:
+        svc.stop()
+
+
+def _pids(svc: Service, count: int) -> set[int]:
+    """The pids of ``count`` serving processes, each seen answering ``/models`` on a new connection."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(seen) < count and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            seen.add(int(httpx.get(f"{svc.base}/models", timeout=5).json()["pid"]))
+    return seen
