@@ -285,7 +285,7 @@ def test_the_shutdown_bound_is_one_for_the_whole_shutdown(service, tmp_path):
     code = svc.process.wait(3 * bound + 10)
     took = time.monotonic() - started
     assert code in EXITED_ON_SIGTERM
-    assert took < 2 * bound, f"shutdown took {took:.1f} s against a bound of {bound} s"
+    assert took < 2.5 * bound, f"shutdown took {took:.1f} s against a bound of {bound} s (3 bounds: 12 s)"
 
 
 @pytest.mark.parametrize("destination", ["pipe nobody reads", "closed pipe", "full disk"])
