@@ -46,6 +46,15 @@ def settings_for(root: Path, **overrides) -> Settings:
     return Settings(model_repository=root, device="cpu", ort_intra_op_threads=1, **overrides)
 
 
+def metric_sample(metrics: str, series: str) -> float | None:
+    """The value of one series in ``/metrics`` text: ``series`` is its name and labels as the exposition
+    writes them, e.g. ``rnnserve_batch_size_count{model="m"}``; ``None`` when it is not there."""
+    for line in metrics.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while client.get("/ready").status_code != 200:

@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from service.repository import HANDOVER_S
 from service.workers import WorkerGroup
-from tests.service.conftest import TINY, serving, settings_for
+from tests.service.conftest import TINY, metric_sample, serving, settings_for
 from tests.service.faults import inject, live_app, wait_until
 from tests.service.live import start_service
 from tests.service.tiny_onnx import make_tiny_sentiment
@@ -63,10 +63,10 @@ def listed(client: httpx.Client) -> dict[str, dict[str, Any]]:
 
 
 def ready_gauge(client: httpx.Client, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(f'rnnserve_model_ready{{model="{name}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no rnnserve_model_ready for {name}")
+    value = metric_sample(client.get("/metrics").text, f'rnnserve_model_ready{{model="{name}"}}')
+    if value is None:
+        raise AssertionError(f"no rnnserve_model_ready for {name}")
+    return value
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from service.scheduler import GenerationRequest, GenerationScheduler
 from service.serving import load_model
 from service.tasks.generation.plugin import PLUGIN as GENERATION
 from tests.service.bundled import bundled_repository
-from tests.service.conftest import serving, settings_for, wait_ready
+from tests.service.conftest import metric_sample, serving, settings_for, wait_ready
 from tests.service.faults import killed_during, wait_until
 
 MODEL = "generation-gru"
@@ -214,10 +214,8 @@ def test_its_steps_reach_the_serving_process_s_metrics_and_statistics(repo: Path
         assert model["stats"]["requests"] == 1 and model["stats"]["steps"] >= 25
 
         def batches() -> float:
-            for line in client.get("/metrics").text.splitlines():
-                if line.startswith(f'rnnserve_batch_size_count{{model="{MODEL}"}}'):
-                    return float(line.split()[-1])
-            return 0.0
+            series = f'rnnserve_batch_size_count{{model="{MODEL}"}}'
+            return metric_sample(client.get("/metrics").text, series) or 0.0
 
         wait_until(lambda: batches() >= 25)
 

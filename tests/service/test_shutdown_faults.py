@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.service.bundled import BUNDLED, bundled_repository
+from tests.service.conftest import metric_sample
 from tests.service.faults import DELAY_ENV, HANG_FLAG_ENV, Service, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -102,10 +103,7 @@ def test_sigterm_while_streams_and_translations_run_lets_them_all_end(service, t
 def _batches(svc: Service, model: str) -> float:
     """Batches the model's batcher has started (warm-up included), from ``/metrics``."""
     metrics = httpx.get(f"{svc.base}/metrics", timeout=10).text
-    for line in metrics.splitlines():
-        if line.startswith(f'rnnserve_batch_size_count{{model="{model}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_sample(metrics, f'rnnserve_batch_size_count{{model="{model}"}}') or 0.0
 
 
 def _long_stream(svc: Service) -> tuple[threading.Thread, list[dict]]:
