@@ -82,7 +82,7 @@ async def _burst(port: int, connections: int, victim: int, kill_after_s: float, 
     return outcome
 
 
-def _serving_pids(service: Service, workers: int, timeout_s: float = 120) -> list[int]:
+def serving_pids(base: str, workers: int, timeout_s: float = 120) -> set[int]:
     """The serving processes' pids, once each has answered (a new connection reaches one of them, and
     ``/models`` names it)."""
     deadline = time.monotonic() + timeout_s
@@ -91,18 +91,18 @@ def _serving_pids(service: Service, workers: int, timeout_s: float = 120) -> lis
         if time.monotonic() > deadline:
             raise RuntimeError(f"found {len(seen)} of {workers} serving processes")
         with contextlib.suppress(httpx.HTTPError):
-            response = httpx.get(f"{service}/models", timeout=5)
+            response = httpx.get(f"{base}/models", timeout=5)
             if response.status_code == 200:
                 seen.add(int(response.json()["pid"]))
         seen = {pid for pid in seen if Path(f"/proc/{pid}").exists()}
-    return sorted(seen)
+    return seen
 
 
 def measure(service: Service, workers: int, connections: int, tries: int, timeout_s: float) -> list[Outcome]:
     outcomes = []
     for _ in range(tries):
         wait_ready(service)
-        victim = _serving_pids(service, workers)[0]
+        victim = min(serving_pids(service, workers))
         os.kill(victim, signal.SIGSTOP)
         outcomes.append(asyncio.run(_burst(service.port, connections, victim, 1.0, timeout_s)))
         while Path(f"/proc/{victim}").exists() and Path(f"/proc/{victim}/stat").read_text().split()[2] != "Z":

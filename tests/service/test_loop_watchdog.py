@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.bench_process_death import serving_pids
 from service.loop_watchdog import STALLED_EXIT_CODE, LoopWatchdog
 from tests.service.bundled import bundled_repository
 from tests.service.faults import HANG_FLAG_ENV, Service, sitecustomize_with_faults, wait_until
@@ -94,7 +95,7 @@ def test_uvicorns_supervisor_replaces_a_serving_process_whose_loop_hangs(tmp_pat
     svc = Service(env, tmp_path / "log")
     try:
         svc.wait("/ready")
-        first = _pids(svc, 2)
+        first = serving_pids(svc.base, 2)
         for _ in range(40):  # on new connections, spread over both: each measures its single-text call
             assert httpx.post(f"{svc.base}/sentiment", json={"text": "good"}, timeout=10).status_code == 200
         flag.touch()
@@ -108,20 +109,10 @@ def test_uvicorns_supervisor_replaces_a_serving_process_whose_loop_hangs(tmp_pat
         wait_until(lambda: not all(Path(f"/proc/{pid}").exists() for pid in first), 60, "a process ending")
         flag.unlink()
         svc.wait("/ready", timeout=120)
-        wait_until(lambda: len(_pids(svc, 2) - first) >= 1, 60, "a fresh process serving")
+        assert serving_pids(svc.base, 2, timeout_s=60) - first, "a fresh process serving"
         assert httpx.post(f"{svc.base}/sentiment", json={"text": "good"}, timeout=10).status_code == 200
         assert svc.process.poll() is None  # the supervisor itself goes on
         log = svc.output()
         assert "event loop has not run for" in log and "died" in log, log[-3000:]
     finally:
         svc.stop()
-
-
-def _pids(svc: Service, count: int) -> set[int]:
-    """The pids of ``count`` serving processes, each seen answering ``/models`` on a new connection."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + 30
-    while len(seen) < count and time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            seen.add(int(httpx.get(f"{svc.base}/models", timeout=5).json()["pid"]))
-    return seen
