@@ -97,9 +97,10 @@ def create_app(settings: Settings | None = None, plugins: Sequence[TaskPlugin] |
         # SIGTERM drains the admitted requests before uvicorn closes the port; not with listen_when_ready,
         # where the open port is the readiness signal (see service.drain), but the bound still counts from it
         drain.install(hold_back=not settings.listen_when_ready)
-        watchdog = LoopWatchdog(settings.event_loop_stall_s) if settings.event_loop_stall_s else None
-        if watchdog is not None and threading.current_thread() is threading.main_thread():
-            watchdog.start(asyncio.get_running_loop())  # a server's loop only (see service.loop_watchdog)
+        watchdog = None  # a server's loop only: a test client's runs in a thread (service.loop_watchdog)
+        if settings.event_loop_stall_s and threading.current_thread() is threading.main_thread():
+            watchdog = LoopWatchdog(settings.event_loop_stall_s)
+            watchdog.start(asyncio.get_running_loop())
         yield
         if watchdog is not None:
             watchdog.stop()
