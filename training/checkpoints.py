@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from training.config import ConfigError
+from training.settings import REPO_ROOT
 
 FORMAT = 2
 _RECORD_DEFAULTS = {
@@ -47,3 +49,18 @@ def upgrade(checkpoint: dict[str, Any], path: Path | str = "checkpoint") -> dict
             checkpoint.setdefault(key, value)
         checkpoint["format"] = FORMAT
     return checkpoint
+
+
+def warm_start(model: nn.Module, path: str | Path) -> None:
+    """Loads a run's weights into ``model`` (built for the same architecture); a relative path is taken from
+    the working directory, else from the repository."""
+    file = Path(path).expanduser()
+    if not file.is_absolute() and not file.exists():
+        file = REPO_ROOT / file
+    if not file.is_file():
+        raise ConfigError(f"trainer.init_from {path}: no such checkpoint")
+    state = load_run(file)["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"trainer.init_from {path}: not this model's architecture ({exc})") from None

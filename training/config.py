@@ -49,6 +49,11 @@ class TrainerConfig(Section):
         description="keep the weights of the last N epochs in runs/<name>/epochs/ "
         "(for checkpoint averaging: python -m training average)",
     )
+    init_from: str | None = Field(
+        None,
+        description="a run's best.pt whose weights the model starts from instead of random ones (a warm "
+        "start; the architecture must be the same)",
+    )
 
 
 class ExportConfig(Section):

@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training.checkpoints import FORMAT as CHECKPOINT_FORMAT
+from training.checkpoints import warm_start
 from training.config import ConfigError, ExperimentConfig
 from training.machine import machine_description
 from training.task import TrainingTask
@@ -158,10 +159,14 @@ class Trainer:
 
     @classmethod
     def for_task(cls, task: TrainingTask, run_dir: Path) -> Trainer:
-        """Seeds everything, *then* builds the task's model, so initial weights are reproducible too."""
+        """Seeds everything, *then* builds the task's model, so initial weights are reproducible too (or
+        loads them from ``trainer.init_from``)."""
         torch.set_num_threads(task.config.trainer.threads)
         seed_everything(task.config.seed)
-        return cls(task, task.build_model(), task.config, run_dir)
+        model = task.build_model()
+        if task.config.trainer.init_from:
+            warm_start(model, task.config.trainer.init_from)
+        return cls(task, model, task.config, run_dir)
 
     @property
     def checkpoint_path(self) -> Path:

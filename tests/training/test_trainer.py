@@ -189,3 +189,26 @@ def test_resume_ignores_progress_and_threads(tmp_path: Path, monkeypatch: pytest
     calls = count_steps(task)
     checkpoint = Trainer.for_task(task, run_dir).fit(resume=True)
     assert len(calls) == task.num_train_batches() and checkpoint["epochs_run"] == 2
+
+
+def test_init_from_starts_the_model_from_a_runs_weights(tmp_path: Path) -> None:
+    task, _, run_dir = train_tiny(tmp_path, epochs=1)
+    saved = torch.load(run_dir / "best.pt", weights_only=False)["state_dict"]
+    task.config.trainer.init_from = str(run_dir / "best.pt")
+    warm = Trainer.for_task(task, run_dir.with_name("warm")).model.state_dict()
+    assert saved.keys() == warm.keys() and all(torch.equal(saved[k], warm[k]) for k in saved)
+
+    task.config.trainer.init_from = None
+    cold = Trainer.for_task(task, run_dir.with_name("cold")).model.state_dict()
+    assert not all(torch.equal(saved[k], cold[k]) for k in saved)
+
+
+def test_init_from_refuses_another_architecture_or_a_missing_file(tmp_path: Path) -> None:
+    _, _, run_dir = train_tiny(tmp_path, epochs=1)
+    wider, _ = tiny_task(tmp_path / "wider", hidden_size=11)
+    wider.config.trainer.init_from = str(run_dir / "best.pt")
+    with pytest.raises(ConfigError, match=r"init_from .*architecture"):
+        Trainer.for_task(wider, run_dir.with_name("wider"))
+    wider.config.trainer.init_from = str(tmp_path / "nowhere.pt")
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        Trainer.for_task(wider, run_dir.with_name("wider"))
