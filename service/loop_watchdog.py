@@ -58,7 +58,7 @@ class LoopWatchdog:
         self._last_beat = time.monotonic()
         self._stop = threading.Event()
         self._handle: asyncio.TimerHandle | None = None
-        self._loop_thread = threading.get_ident()
+        self._loop_thread: int | None = None  # set by start, on the loop's thread
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """From the loop's own thread."""
