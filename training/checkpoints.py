@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from training.config import ConfigError
-from training.settings import REPO_ROOT
+from training.settings import cwd_or_repo_path
 
 FORMAT = 2
 _RECORD_DEFAULTS = {
@@ -54,9 +54,7 @@ def upgrade(checkpoint: dict[str, Any], path: Path | str = "checkpoint") -> dict
 def warm_start(model: nn.Module, path: str | Path) -> None:
     """Loads a run's weights into ``model`` (built for the same architecture); a relative path is taken from
     the working directory, else from the repository."""
-    file = Path(path).expanduser()
-    if not file.is_absolute() and not file.exists():
-        file = REPO_ROOT / file
+    file = cwd_or_repo_path(path)
     if not file.is_file():
         raise ConfigError(f"trainer.init_from {path}: no such checkpoint")
     state = load_run(file)["state_dict"]

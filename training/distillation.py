@@ -24,7 +24,7 @@ import torch
 from service.manifest import ModelManifest, version_dirs
 from training.config import ConfigError, DistillConfig
 from training.export import ort_session
-from training.settings import REPO_ROOT
+from training.settings import cwd_or_repo_path
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,7 @@ class Teacher:
 def load_teacher(path: str | Path, task: str) -> Teacher:
     """The teacher's manifest, newest version folder and its (single) graph's session; a relative path is
     taken from the working directory, else from the repository."""
-    model_dir = Path(path).expanduser()
-    if not model_dir.is_absolute() and not model_dir.exists():
-        model_dir = REPO_ROOT / model_dir
+    model_dir = cwd_or_repo_path(path)
     try:
         manifest = ModelManifest.load(model_dir)
     except OSError as exc:

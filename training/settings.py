@@ -15,6 +15,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def cwd_or_repo_path(path: str | Path) -> Path:
+    """``path`` as given when it exists (or is absolute), else taken from the repository root: config keys
+    such as ``distill.teacher = "models/..."`` work from any working directory."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return REPO_ROOT / path
+
+
 def _default_data_dir() -> Path:
     shared = REPO_ROOT.parent / "shared" / "data"
     return shared if shared.is_dir() else REPO_ROOT / "data"
