@@ -41,6 +41,9 @@ _BOOKKEEPING: tuple[tuple[str, ...], ...] = (
     ("export", "name"),
     ("export", "description"),
 )
+#: data entries that follow from the seed (the number of perturbed copies a distilled run drew), so they
+#: may differ between members as the seed does; the data files themselves must be the same
+_SEED_DERIVED_DATA: tuple[tuple[str, ...], ...] = (("train", "perturbed_copies"),)
 
 
 def _member_states(state_dict: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -59,6 +62,7 @@ def _check_compatible(checkpoints: Sequence[dict[str, Any]], paths: Sequence[Pat
         raise ConfigError(f"the {first['task']!r} task has no ensemble form (no model.members)")
     base_args = {k: v for k, v in first["model_args"].items() if k != "members"}
     base_config = without_paths(first["config"], _BOOKKEEPING)
+    base_data = without_paths(first["data"], _SEED_DERIVED_DATA)
     for checkpoint, path in zip(checkpoints[1:], paths[1:], strict=True):
         problems = []
         if checkpoint["task"] != first["task"]:
@@ -70,7 +74,7 @@ def _check_compatible(checkpoints: Sequence[dict[str, Any]], paths: Sequence[Pat
             problems.append(f"config ({'; '.join(changed)})")
         if checkpoint["task_state"] != first["task_state"]:
             problems.append("vocabularies / labels")
-        if checkpoint["data"] != first["data"]:
+        if without_paths(checkpoint["data"], _SEED_DERIVED_DATA) != base_data:
             problems.append("training data")
         if problems:
             raise ConfigError(f"{path} cannot join {first_path}: different {'; '.join(problems)}")

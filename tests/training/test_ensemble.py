@@ -67,3 +67,21 @@ def test_runs_that_differ_cannot_form_an_ensemble(runs: Path, capsys: pytest.Cap
     assert "cannot join" in error and "model arguments" in error and "model.hidden_size" in error
     assert main(["ensemble", "--name", "one", str(runs / "s1" / "best.pt")]) == 2
     assert not (runs / "bad").exists() and not (runs / "one").exists()
+
+
+def test_members_may_differ_in_what_their_seed_drew_but_not_in_their_data(
+    runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Distilled runs draw their perturbed copies from their seed, so the copies' count may differ
+    between members as the seed does; the data files may not."""
+    paths = [runs / f"s{seed}" / "best.pt" for seed in (1, 2)]
+    checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    for checkpoint, copies, path in zip(checkpoints, (140, 151), paths, strict=True):
+        checkpoint["data"]["train"]["perturbed_copies"] = copies
+        torch.save(checkpoint, path)
+    assert main(["ensemble", "--name", "drawn", *map(str, paths)]) == 0
+    checkpoints[1]["data"]["train"]["sha256"] = "0" * 64
+    torch.save(checkpoints[1], paths[1])
+    capsys.readouterr()
+    assert main(["ensemble", "--name", "other-data", *map(str, paths)]) == 2
+    assert "different training data" in capsys.readouterr().err
