@@ -29,7 +29,7 @@ import httpx
 
 from loadtest.bench.report import publish
 from loadtest.bench.server import REPO_ROOT, start_service, stop_service, wait_ready
-from loadtest.bench_sentiment import machine
+from training.machine import machine_description
 
 
 async def _spread(base: str, connections: int) -> list[int]:
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.workers} serving processes; each try opens the connections at once and asks each which"
         f" process answers; {args.tries} tries per row."
     )
-    publish(summary, machine(), command, started, table(results, args.workers), args.doc, args.marker)
+    results_table = table(results, args.workers)
+    publish(summary, machine_description(), command, started, results_table, args.doc, args.marker)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ from loadtest.bench.http_load import percentiles
 from loadtest.bench.nginx import Balancer, fail_timeout_s, nginx_version, running_balancer
 from loadtest.bench.report import markdown_table, replace_section
 from loadtest.bench.server import REPO_ROOT, Service, start_service, stop_service, wait_ready
-from loadtest.bench_sentiment import machine
 from loadtest.contract import check_sentiment, check_tag
+from training.machine import machine_description
 
 MARKER = "failover"
 DOC = REPO_ROOT / "docs" / "deployment.md"
@@ -522,7 +522,7 @@ def report_text(
         [
             f"Command: `python -m loadtest.bench_failover --replicas {args.replicas} --seconds "
             f"{args.seconds:g} --after-restart-s {args.after_restart_s:g} --clients {args.clients}`; "
-            f"{context['started']}; {machine()}; {context['nginx']}; load average "
+            f"{context['started']}; {machine_description()}; {context['nginx']}; load average "
             f"{context['load_before']:.2f} before, {context['load_after']:.2f} after.{busy} Events (seconds "
             f"into the load): SIGTERM {e['SIGTERM']:.1f}, SIGKILL {e['SIGKILL']:.1f}, restart "
             f"{e['restart']:.1f}, restarted replicas ready {e['restarted ready']:.1f}, nginx reloaded "

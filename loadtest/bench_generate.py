@@ -29,6 +29,7 @@ import numpy as np
 
 from loadtest.bench.models import pick_model
 from loadtest.bench.server import Service, running_service, server_settings
+from training.machine import machine_description
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NEW_TOKENS = 200
@@ -220,15 +221,6 @@ def held_out_prompts(text_path: Path, codec, count: int = 64) -> list[str]:
     return prompts[:count]
 
 
-def machine() -> str:
-    cpu = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()}-core CPU ({cpu}), no GPU"
-
-
 def write_doc(path: Path, results: dict, command: str) -> None:
     rows = results["scenarios"]
     fmt = lambda v: "–" if v is None else f"{v:,.0f}"  # noqa: E731
@@ -390,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         "version": version,
         "architecture": f"{arch.get('num_layers')}-layer {str(arch.get('cell', '')).upper()} "
         f"{arch.get('hidden_size')} hidden, {manifest.parameters:,} parameters",
-        "machine": machine(),
+        "machine": machine_description(),
         "load_before": load_before,
         "duration_s": args.duration,
         "warmup_s": args.warmup,

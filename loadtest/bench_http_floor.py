@@ -34,9 +34,9 @@ from loadtest.bench.report import (
     replace_section,
 )
 from loadtest.bench.server import REPO_ROOT, Service, free_port, running_service, stop_service, wait_ready
-from loadtest.bench_sentiment import machine
 from loadtest.peers.servers import post_text
 from service.config import Settings
+from training.machine import machine_description
 
 MARKER = "http-floor"
 PAYLOADS = REPO_ROOT / "loadtest" / "payloads.json"
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             " serving processes each; one dev sentence per request (`loadtest/payloads.json`), closed-loop"
             " keep-alive clients in a separate process over 127.0.0.1; medians of"
             f" {args.rounds} alternating rounds of {args.seconds:g} s after {args.warmup:g} s warm-up.",
-            f"Machine: {machine()}; load averages (1 min) {load_before[0]:.2f} before and {load_after[0]:.2f}"
-            " after.",
+            f"Machine: {machine_description()}; load averages (1 min) {load_before[0]:.2f} before and"
+            f" {load_after[0]:.2f} after.",
             *measured_with(command, started),
             "",
             table(runs),

@@ -27,7 +27,7 @@ from pathlib import Path
 from loadtest.bench.http_load import run_load
 from loadtest.bench.report import markdown_table, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
-from loadtest.bench_sentiment import machine
+from training.machine import machine_description
 
 MARKER = "overload"
 PAYLOADS = REPO_ROOT / "loadtest" / "payloads.json"
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     text = "\n".join(
         [
-            f"Command: `{command}`; {started}; {machine()}; load average "
+            f"Command: `{command}`; {started}; {machine_description()}; load average "
             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. {args.duration:g} s measured per run "
             f"after {args.warmup:g} s warm-up; `/sentiment` with 32 texts per request, `/generate` with 200 "
             "characters; clients retry at once, with no backoff"

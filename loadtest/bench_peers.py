@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-doc", action="store_true", help="print the section, do not rewrite --doc")
     p.add_argument("--json", type=Path, default=REPO_ROOT / "runs" / "bench_peers.json")
     args = p.parse_args(argv)
-    from loadtest.bench_sentiment import machine
+    from training.machine import machine_description
 
     # A SIGTERM (e.g. run_benchmarks' time limit) unwinds the servers' context managers, which stop the
     # peers' process trees: they run in sessions of their own, out of reach of a signal to our group.
@@ -560,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": config,
         "results": results,
         "breakdown": breakdown,
-        "machine": machine(),
+        "machine": machine_description(),
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import httpx
 
+from loadtest.bench.models import single_model_repository
 from loadtest.bench.report import publish
 from loadtest.bench.server import REPO_ROOT, Service, start_service, stop_service, wait_ready
-from loadtest.bench_sentiment import machine
 from service.listener import MIGRATE_REQ
+from training.machine import machine_description
 
 REQUEST = b"GET /models HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
@@ -153,9 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     before = MIGRATE_REQ.read_text().strip()
     results: dict[str, list[Outcome]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        repository = Path(tmp) / "models"
-        repository.mkdir()
-        (repository / "sentiment-gru").symlink_to(REPO_ROOT / "models" / "sentiment-gru")
+        repository = single_model_repository(REPO_ROOT / "models", "sentiment-gru", Path(tmp))
         env = {"RNNSERVE_WORKERS": str(args.workers), "RNNSERVE_MODEL_REPOSITORY": str(repository)}
         service = start_service(env, Path(tmp) / "service.log")
         try:
@@ -173,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         f" stopped process 1 s later (SIGKILL) and counts the answers ({args.timeout_s:g} s timeout);"
         f" {args.tries} tries per row, the supervisor's replacement ready before each."
     )
-    publish(summary, machine(), command, started, table(results, args.connections), args.doc, args.marker)
+    results_table = table(results, args.connections)
+    publish(summary, machine_description(), command, started, results_table, args.doc, args.marker)
 
 
 if __name__ == "__main__":

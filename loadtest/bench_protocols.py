@@ -31,9 +31,10 @@ from loadtest.bench.report import markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
 from loadtest.bench_generate import held_out_prompts
 from loadtest.bench_generate import run_load as run_generation
-from loadtest.bench_sentiment import default_data_dir, machine, sentences
+from loadtest.bench_sentiment import default_data_dir, sentences
 from service.tasks.generation.codec import CharCodec
 from service.tasks.sentiment.codec import SentimentCodec
+from training.machine import machine_description
 
 MARKER = "protocols"
 V2_CPU_BAR = 1.15
@@ -155,7 +156,8 @@ def report(args: argparse.Namespace, sentiment: dict, generation: dict, load: tu
             f" {args.stream_clients} clients streaming 200 characters each. Each protocol pair alternates"
             f" in one service; medians of {args.repeats} rounds of {args.duration:g} s (after"
             f" {args.warmup:g} s warm-up). Server CPU counts the whole service process tree.",
-            f"Machine: {machine()}; 1-minute load average {load[0]:.2f} before and {load[1]:.2f} after.",
+            f"Machine: {machine_description()}; 1-minute load average {load[0]:.2f} before and"
+            f" {load[1]:.2f} after.",
             *measured_with(command),
             "",
             markdown_table(

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from service.config import Settings
 from service.runtime import create_session
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import PROBABILITIES
+from training.machine import machine_description
 
 MARKER = "sentiment-serving"
 
@@ -78,18 +78,6 @@ class InProcessOrt:
                 n += 1
             out[batch] = n * batch / (time.perf_counter() - t0)
         return out
-
-
-def machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core CPU ({cpu}), no GPU"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             " closed-loop clients in a separate process over 127.0.0.1.",
             f"Medians of {args.repeats} runs of {args.duration:g} s"
             f" (after {args.warmup:g} s warm-up) per row.",
-            f"Machine: {machine()}; 1-minute load average {load_before[0]:.2f} before and"
+            f"Machine: {machine_description()}; 1-minute load average {load_before[0]:.2f} before and"
             f" {os.getloadavg()[0]:.2f} after the runs (other processes shared the cores when these exceed"
             " what the benchmark itself puts on them, about 2).",
             *measured_with(command),

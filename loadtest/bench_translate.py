@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.bench.http_load import run_load
+from loadtest.bench.models import single_model_repository
 from loadtest.bench.report import markdown_table, measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT, running_service
+from training.machine import machine_description
 
 MARKER = "translation-serving"
 BEAMS = (1, 5)
@@ -125,25 +127,7 @@ def http_rate(base: str, bodies: Path, clients: int, duration: float, warmup: fl
     return run_load(f"{base}/translate", bodies, clients, duration, warmup)
 
 
-def single_model_repository(models: Path, name: str, tmp: Path) -> Path:
-    """A repository holding only ``name`` (a link), so the server loads nothing else."""
-    repo = tmp / "models"
-    repo.mkdir()
-    (repo / name).symlink_to((models / name).resolve(), target_is_directory=True)
-    return repo
-
-
 # --- the report --------------------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = f" ({line.split(':', 1)[1].strip()})"
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core CPU{cpu}, no GPU"
 
 
 def format_report(results: dict[str, Any]) -> str:
@@ -251,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "graphs": f"{shipped} graphs, {model.manifest.size_bytes / 1e6:.1f} MB",
         "sentence_count": len(sentences),
         "mean_tokens": mean_tokens,
-        "machine": machine(),
+        "machine": machine_description(),
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

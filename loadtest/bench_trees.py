@@ -27,7 +27,7 @@ from pathlib import Path
 from loadtest.bench.report import measured_with, replace_section
 from loadtest.bench.server import REPO_ROOT, start_service, stop_service, wait_ready
 from loadtest.bench_http_floor import PAYLOADS, alternate, table
-from loadtest.bench_sentiment import machine
+from training.machine import machine_description
 
 
 def parse_tree(value: str) -> tuple[str, Path]:
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
                 for name, tree in trees.items()
             )
             + ".",
-            f"Machine: {machine()}; load averages (1 min) {load_before[0]:.2f} before and {load_after[0]:.2f}"
-            " after.",
+            f"Machine: {machine_description()}; load averages (1 min) {load_before[0]:.2f} before and"
+            f" {load_after[0]:.2f} after.",
             *measured_with(command, started),
             "",
             table(runs),

@@ -555,7 +555,7 @@ def run(args: argparse.Namespace, base: str, pid: int | None) -> int:
 def write_doc(args: argparse.Namespace, rate: float, result: Soak, bars: list[Bar]) -> None:
     """The ``soak`` section of ``args.doc`` (command, machine, rate, bars) and the plot beside it."""
     from loadtest.bench.report import markdown_table, measured_with, replace_section
-    from loadtest.bench_sentiment import machine
+    from training.machine import machine_description
 
     image = args.doc.parent / "images" / "soak.png"
     image.parent.mkdir(parents=True, exist_ok=True)
@@ -566,7 +566,8 @@ def write_doc(args: argparse.Namespace, rate: float, result: Soak, bars: list[Ba
         [
             f"{result.duration_s / 60:g} minutes at {rate:.1f} requests/s ({args.load:.0%} of the capacity"
             f" the ramp measured unless `--rate` was given): {len(result.outcomes)} requests, {answered}"
-            f" answered correctly. Machine: {machine()}; load average {args.load_before:.2f} before and"
+            f" answered correctly. Machine: {machine_description()};"
+            f" load average {args.load_before:.2f} before and"
             f" {os.getloadavg()[0]:.2f} after.",
             *measured_with(command),
             "",

@@ -1,9 +1,11 @@
-"""A one-line description of the machine, written beside every measured figure."""
+"""A one-line description of the machine, written beside every measured figure (training runs, reports
+and benchmarks alike)."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 
 
 def _cpu_model() -> str:
@@ -17,13 +19,28 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_description() -> str:
-    gpu = "no GPU"
+def gpu_names() -> list[str]:
+    """The GPUs as the NVIDIA driver lists them (``nvidia-smi``), whatever PyTorch or ONNX Runtime build
+    is installed (a CPU-only wheel sees no GPU); none where there is no driver."""
     try:
-        import torch
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listed.splitlines() if line.strip()]
 
-        if torch.cuda.is_available():
-            gpu = f"GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
+
+def machine_description() -> str:
+    gpus = gpu_names()
+    if not gpus:
+        gpu = "no GPU"
+    elif len(set(gpus)) == 1:
+        gpu = f"GPU {gpus[0]}" if len(gpus) == 1 else f"{len(gpus)} GPUs {gpus[0]}"
+    else:
+        gpu = "GPUs " + ", ".join(gpus)
     return f"{os.cpu_count()}-core CPU ({_cpu_model()}), {gpu}"

@@ -13,6 +13,14 @@ from service.registry import default_plugins
 from service.repository import ModelRepository
 
 
+def single_model_repository(models: Path, name: str, folder: Path) -> Path:
+    """A repository in ``folder`` holding only ``name`` (a link), so a server loads nothing else."""
+    repo = folder / "models"
+    repo.mkdir()
+    (repo / name).symlink_to((models / name).resolve(), target_is_directory=True)
+    return repo
+
+
 def pick_model(models: Path, task: str, name: str | None = None) -> tuple[ModelManifest, int, Path]:
     """(manifest, version, version folder) of ``name``, or of ``task``'s default model in ``models``."""
     repo = ModelRepository(Settings(model_repository=models), default_plugins(), Metrics())
