@@ -124,6 +124,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         typical_s=330,
         opt_in=True,
     ),
+    # Throughput against the number of serving processes (1, 2, 4, ... up to the cores).
+    Benchmark(
+        "scaling",
+        "loadtest.bench_scaling",
+        quick_args=("--duration", "3", "--warmup", "1", "--rounds", "1"),
+        typical_s=80,
+    ),
     Benchmark(
         "protocols",
         "loadtest.bench_protocols",

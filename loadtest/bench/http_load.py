@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,8 +32,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def percentiles(latencies_s: list[float]) -> dict[str, float]:
-    if not latencies_s:
+def percentiles(latencies_s: list[float] | np.ndarray) -> dict[str, float]:
+    if len(latencies_s) == 0:
         return {
             "p50_ms": float("nan"),
             "p95_ms": float("nan"),
@@ -115,7 +116,12 @@ async def _client(
 
 
 async def run_load_async(
-    url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    latencies_out: Path | None = None,
 ) -> dict:
     parts = urlsplit(url)
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
@@ -144,6 +150,20 @@ async def run_load_async(
             for k in range(concurrency)
         )
     )
+    if latencies_out is not None:  # for a caller that merges several generators' percentiles
+        np.savez(latencies_out, all=np.asarray(latencies), ok=np.asarray(ok_latencies))
+    return summary(statuses, latencies, ok_latencies, len(missing_retry_after), concurrency, duration)
+
+
+def summary(
+    statuses: dict[int, int],
+    latencies: list[float] | np.ndarray,
+    ok_latencies: list[float] | np.ndarray,
+    missing_retry_after: int,
+    concurrency: int,
+    duration: float,
+) -> dict:
+    """The generator's result: counts by status, rates and latency percentiles."""
     ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
     return {
         "concurrency": concurrency,
@@ -154,18 +174,33 @@ async def run_load_async(
         "statuses": {str(s): n for s, n in sorted(statuses.items())},
         **percentiles(latencies),
         **{f"ok_{k}": v for k, v in percentiles(ok_latencies).items()},
-        "rejections_without_retry_after": len(missing_retry_after),
+        "rejections_without_retry_after": missing_retry_after,
     }
 
 
-def run_load(url: str, bodies: Path, clients: int, duration: float, warmup: float, nice: int = 0) -> dict:
+def _command(url: str, bodies: Path, clients: int, duration: float, warmup: float) -> list[str]:
+    cmd = [sys.executable, "-m", "loadtest.bench.http_load", "--url", url, "--bodies", str(bodies)]
+    return [*cmd, "--concurrency", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
+
+
+def run_load(
+    url: str,
+    bodies: Path,
+    clients: int,
+    duration: float,
+    warmup: float,
+    nice: int = 0,
+    generators: int = 1,
+) -> dict:
     """Runs this generator in a process of its own (so it shares no interpreter with the caller or the
     server) and returns its result: ``clients`` closed-loop clients posting ``bodies`` (JSONL) to ``url``.
-    ``nice`` > 0 runs it below the server's priority, as if the clients ran on other machines."""
-    cmd = [sys.executable, "-m", "loadtest.bench.http_load", "--url", url, "--bodies", str(bodies)]
-    cmd += ["--concurrency", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
+    ``nice`` > 0 runs it below the server's priority, as if the clients ran on other machines.
+    ``generators`` > 1 splits the clients over that many processes, for servers that one process's
+    event loop cannot keep busy (many cores); their counts add up and their latencies are merged."""
+    if generators > 1:
+        return _run_split(url, bodies, clients, duration, warmup, nice, generators)
     done = subprocess.run(
-        cmd,
+        _command(url, bodies, clients, duration, warmup),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -176,6 +211,40 @@ def run_load(url: str, bodies: Path, clients: int, duration: float, warmup: floa
     return json.loads(done.stdout)
 
 
+def _run_split(
+    url: str, bodies: Path, clients: int, duration: float, warmup: float, nice: int, generators: int
+) -> dict:
+    shares = [clients // generators + (1 if k < clients % generators else 0) for k in range(generators)]
+    shares = [n for n in shares if n]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [
+            subprocess.Popen(
+                [*_command(url, bodies, n, duration, warmup), "--latencies", f"{tmp}/{k}.npz"],
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None,
+            )
+            for k, n in enumerate(shares)
+        ]
+        outs = [p.communicate(timeout=duration + warmup + 120) for p in procs]
+        for proc, (_, err) in zip(procs, outs, strict=True):
+            if proc.returncode:
+                raise subprocess.CalledProcessError(proc.returncode, proc.args, stderr=err)
+        parts = [json.loads(out) for out, _ in outs]
+        arrays = [np.load(f"{tmp}/{k}.npz") for k in range(len(shares))]
+        latencies = np.concatenate([a["all"] for a in arrays])
+        ok_latencies = np.concatenate([a["ok"] for a in arrays])
+    statuses: dict[int, int] = {}
+    for part in parts:
+        for status, n in part["statuses"].items():
+            statuses[int(status)] = statuses.get(int(status), 0) + n
+    missing = sum(part["rejections_without_retry_after"] for part in parts)
+    merged = summary(statuses, latencies, ok_latencies, missing, clients, duration)
+    return {**merged, "generators": len(shares)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/sentiment")
@@ -183,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring")
+    p.add_argument("--latencies", type=Path, default=None, help="also save the latencies here (.npz)")
     args = p.parse_args(argv)
     bodies = [line.encode() for line in args.bodies.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
@@ -191,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(run_load_async(args.url, bodies, args.concurrency, args.duration, args.warmup))
+    result = asyncio.run(
+        run_load_async(args.url, bodies, args.concurrency, args.duration, args.warmup, args.latencies)
+    )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 
