@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
@@ -98,6 +98,26 @@ class DistillConfig(Section):
     )
     mask_prob: float = Field(0.1, ge=0, le=1, description="augment: chance that a word of a copy is masked")
     ngram_prob: float = Field(0.25, ge=0, le=1, description="augment: chance that a copy keeps one n-gram")
+    pos_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="augment: chance that a word of a copy that is not masked is replaced by a training word "
+        "of its part of speech (pos_lexicon)",
+    )
+    pos_lexicon: str | None = Field(
+        None,
+        description="augment with pos_prob: a CoNLL-format file under the data folder whose second column "
+        "tags its words (e.g. ner/train.txt); each word takes its most frequent tag",
+    )
+
+    @model_validator(mode="after")
+    def _replacement_needs_a_lexicon(self) -> DistillConfig:
+        if self.pos_prob and not self.pos_lexicon:
+            raise ValueError("distill.pos_prob needs distill.pos_lexicon")
+        if self.mask_prob + self.pos_prob > 1:
+            raise ValueError("distill.mask_prob + distill.pos_prob must be at most 1")
+        return self
 
 
 class ExperimentConfig(Section):

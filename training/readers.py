@@ -189,13 +189,18 @@ def split_info(path: Path, rows: int) -> dict[str, object]:
     return {"path": str(path), "rows": rows, "sha256": file_sha256(path)}
 
 
-def splits_info(paths: Mapping[str, Path], rows: Mapping[str, int], copies: int = 0) -> dict[str, Any]:
+def splits_info(
+    paths: Mapping[str, Path], rows: Mapping[str, int], copies: int = 0, lexicon: Path | None = None
+) -> dict[str, Any]:
     """``split_info`` of every split (``rows``: examples per split); ``copies`` perturbed copies at the end
-    of the training split (distillation) are counted apart from the rows read."""
+    of the training split (distillation) are counted apart from the rows read, and the part-of-speech
+    ``lexicon`` they were drawn with (a file) is recorded beside them."""
     info = {
         split: split_info(paths[split], count - (copies if split == "train" else 0))
         for split, count in rows.items()
     }
     if copies:
         info["train"]["perturbed_copies"] = copies
+    if copies and lexicon is not None:
+        info["train"]["pos_lexicon"] = {"path": str(lexicon), "sha256": file_sha256(lexicon)}
     return info

@@ -15,11 +15,11 @@ from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import PROBABILITIES
 from tests.training.test_ner import tiny_task
 from tests.utils.model_factory import make_sentiment_repository, sentiment_config, write_sentiment_splits
-from training.augmentation import perturbed_texts
+from training.augmentation import PosReplacer, perturbed_texts, pos_lexicon
 from training.config import ConfigError, DistillConfig
 from training.distillation import label_order, soft_loss
 from training.export import ort_session
-from training.readers import read_conll
+from training.readers import file_sha256, read_conll
 from training.settings import TrainingSettings
 from training.tasks.sentiment.task import NO_GOLD, SentimentTask
 from training.trainer import Trainer
@@ -119,6 +119,32 @@ def test_perturbed_copies_join_the_training_split_with_the_teachers_targets_only
     assert torch.isfinite(soft_only) and task.loss(model, copies_only).item() == pytest.approx(
         soft_only.item() / 2, rel=1e-5
     )
+
+
+def test_copies_with_part_of_speech_replacement_record_their_lexicon(
+    tmp_path: Path, sentiment_teacher
+) -> None:
+    lexicon = tmp_path / "data" / "ner" / "train.txt"
+    lexicon.parent.mkdir(parents=True)
+    lexicon.write_text("good JJ I-NP O\nbad JJ I-NP O\nfilm NN I-NP O\n\nplot NN I-NP O\n")
+    distill = DistillConfig(
+        teacher=str(sentiment_teacher), augment=2, pos_prob=0.5, pos_lexicon="ner/train.txt"
+    )
+    task, texts = _student(tmp_path, 60, distill)
+    info = task.data_info()["train"]
+    assert info["pos_lexicon"] == {"path": str(lexicon), "sha256": file_sha256(lexicon)}
+    # the copies are those drawn with the lexicon's words replaced, and the teacher labels them
+    codec, session = _teacher(sentiment_teacher)
+    words = [codec.tokenizer.words(t) for t in texts]
+    replacer = PosReplacer(words, pos_lexicon(lexicon))
+    rng = np.random.default_rng(task.config.seed)
+    copies = perturbed_texts(words, 2, rng, pos_prob=0.5, replacer=replacer)
+    assert task.augmented == len(copies)
+    assert copies != perturbed_texts(words, 2, np.random.default_rng(task.config.seed))  # words replaced
+    served = session.run([PROBABILITIES], codec.collate([codec.encode(c) for c in copies[:3]]))[0]
+    np.testing.assert_allclose(task.soft_targets[60:63], served, atol=1e-6)
+    without = _student(tmp_path / "plain", 60, DistillConfig(teacher=str(sentiment_teacher), augment=2))[0]
+    assert "pos_lexicon" not in without.data_info()["train"]
 
 
 @pytest.mark.parametrize("targets", ["probabilities", "marginals"])

@@ -31,7 +31,7 @@ from service.tasks.ner.contract import (
     WORD_IDS,
 )
 from service.text import Vocab, WordTokenizer
-from training.augmentation import distill_copies
+from training.augmentation import distill_copies, lexicon_path
 from training.batching import SplitsTraining, sorted_batches
 from training.config import ConfigError
 from training.distillation import label_order, load_teacher
@@ -126,7 +126,9 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
             # perturbed copies: the teacher's decoded tags are their gold tags (sequence-level distillation)
             copies = [
                 copy.split(" ")  # CoNLL tokens hold no spaces
-                for copy in distill_copies(sentences, self.config.distill, self.config.seed)
+                for copy in distill_copies(
+                    sentences, self.config.distill, self.config.seed, self.settings.resolve_data_path
+                )
             ]
             self.soft_targets, teacher_tags = self._teacher_distributions(sentences + copies, len(sentences))
             if copies:
@@ -170,7 +172,8 @@ class NerTask(SplitsTraining, SingleGraphExport, TrainingTask):
 
     def data_info(self) -> dict[str, Any]:
         rows = {split: len(words) for split, (words, _, _) in self.splits.items()}
-        return splits_info(self.paths, rows, self.augmented)
+        lexicon = lexicon_path(self.config.distill, self.settings.resolve_data_path)
+        return splits_info(self.paths, rows, self.augmented, lexicon)
 
     def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         words, chars, tags = self.splits[split]

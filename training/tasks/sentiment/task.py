@@ -20,7 +20,7 @@ from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab, build_tokenizer
-from training.augmentation import distill_copies
+from training.augmentation import distill_copies, lexicon_path
 from training.batching import SplitsTraining, sorted_batches
 from training.distillation import label_order, load_teacher, mixed_loss
 from training.export import (
@@ -96,7 +96,9 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         if self.config.distill is not None:
             # perturbed copies join the training split without a gold label (``NO_GOLD``): the teacher's
             # probabilities are their only target
-            copies = distill_copies(train_tokens, self.config.distill, self.config.seed)
+            copies = distill_copies(
+                train_tokens, self.config.distill, self.config.seed, self.settings.resolve_data_path
+            )
             ids, labels = self.splits["train"]
             encoded = [self.codec.encode(t) for t in copies]
             self.splits["train"] = (ids + encoded, labels + [NO_GOLD] * len(copies))
@@ -120,7 +122,8 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
 
     def data_info(self) -> dict[str, Any]:
         rows = {split: len(ids) for split, (ids, _) in self.splits.items()}
-        return splits_info(self.paths, rows, self.augmented)
+        lexicon = lexicon_path(self.config.distill, self.settings.resolve_data_path)
+        return splits_info(self.paths, rows, self.augmented, lexicon)
 
     def batch_tensors(self, split: str, indices: list[int]) -> Batch:
         ids, labels = self.splits[split]
