@@ -228,7 +228,13 @@ def _run_split(
             )
             for k, n in enumerate(shares)
         ]
-        outs = [p.communicate(timeout=duration + warmup + 120) for p in procs]
+        try:
+            outs = [p.communicate(timeout=duration + warmup + 120) for p in procs]
+        finally:  # a generator that hangs past its time is stopped with the others, not left running
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         for proc, (_, err) in zip(procs, outs, strict=True):
             if proc.returncode:
                 raise subprocess.CalledProcessError(proc.returncode, proc.args, stderr=err)
