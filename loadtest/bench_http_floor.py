@@ -63,23 +63,40 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(service: Service, path: str, bodies: Path, clients: int, seconds: float, warmup: float) -> dict:
+def measure(
+    service: Service,
+    path: str,
+    bodies: Path,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    generators: int = 1,
+) -> dict:
     server_before, client_before = service.cpu_seconds(), children_cpu_s()
-    run = run_load(f"{service}{path}", bodies, clients, seconds, warmup)
+    run = run_load(f"{service}{path}", bodies, clients, seconds, warmup, generators=generators)
     served = run["requests"] - run["errors"]
     run["server_cpu_us"] = cpu_us_per_request(service.cpu_seconds() - server_before, served, seconds, warmup)
     run["client_cpu_us"] = cpu_us_per_request(children_cpu_s() - client_before, served, seconds, warmup)
     return run
 
 
-def alternate(servers: dict[str, Service], bodies: Path, args: argparse.Namespace) -> dict:
-    """Every client count on every server, ``args.rounds`` times, the server order reversed each round."""
+def alternate(
+    servers: dict[str, Service],
+    bodies: Path,
+    rounds: int,
+    client_counts: list[int],
+    seconds: float,
+    warmup: float,
+    generators: int = 1,
+) -> dict[tuple[str, int], list[dict]]:
+    """Every client count on every server (``/sentiment``), ``rounds`` times, the server order reversed
+    each round; ``generators`` load-generator processes share the clients."""
     runs: dict[tuple[str, int], list[dict]] = {}
-    for k in range(args.rounds):
+    for k in range(rounds):
         order = list(servers) if k % 2 == 0 else list(reversed(servers))
-        for clients in args.clients:
+        for clients in client_counts:
             for name in order:
-                run = measure(servers[name], "/sentiment", bodies, clients, args.seconds, args.warmup)
+                run = measure(servers[name], "/sentiment", bodies, clients, seconds, warmup, generators)
                 runs.setdefault((name, clients), []).append(run)
                 print(
                     f"round {k + 1} {name} {clients} clients: {run['rps']:,.0f} requests/s, server"
@@ -132,9 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                 post_text(f"{service}/sentiment", texts[0]), ensure_ascii=False, separators=(",", ":")
             ).encode()
             with running_floor(processes, answer, Path(tmp) / "floor.log") as floor:
-                runs = alternate(
-                    {"uvicorn + bare ASGI app (floor)": floor, "rnnserve": service}, bodies, args
-                )
+                servers = {"uvicorn + bare ASGI app (floor)": floor, "rnnserve": service}
+                runs = alternate(servers, bodies, args.rounds, args.clients, args.seconds, args.warmup)
     load_after = os.getloadavg()
     text = "\n".join(
         [

@@ -31,10 +31,10 @@ from typing import Any
 
 import onnxruntime as ort
 
-from loadtest.bench.http_load import run_load
 from loadtest.bench.models import pick_model, single_model_repository
-from loadtest.bench.report import cpu_us_per_request, markdown_table, median_of, publish
-from loadtest.bench.server import REPO_ROOT, Service, running_service, server_settings
+from loadtest.bench.report import markdown_table, median_of, publish
+from loadtest.bench.server import REPO_ROOT, running_service, server_settings
+from loadtest.bench_http_floor import alternate
 from loadtest.bench_sentiment import default_data_dir, sentences
 from service.config import Settings
 from service.runtime import CPU, CUDA
@@ -58,26 +58,6 @@ def served_provider(base: str, model: str) -> str | None:
     with urllib.request.urlopen(f"{base}/models", timeout=10) as answer:
         listing = json.load(answer)
     return next((m["provider"] for m in listing["models"] if m["name"] == model), None)
-
-
-def measure_round(
-    services: dict[int, Service], url_path: str, bodies: Path, clients: int, args: argparse.Namespace
-) -> dict[int, dict[str, Any]]:
-    out = {}
-    for workers, base in services.items():
-        cpu_before = base.cpu_seconds()
-        r = run_load(
-            f"{base}{url_path}", bodies, clients, args.duration, args.warmup, generators=args.generators
-        )
-        cpu = base.cpu_seconds() - cpu_before
-        r["server_cpu_us"] = cpu_us_per_request(cpu, r["requests"], args.duration, args.warmup)
-        out[workers] = r
-        print(
-            f"{workers} processes, {clients} clients: {r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms,"
-            f" p99 {r['p99_ms']:.2f} ms, {r['server_cpu_us']:.0f} µs CPU/request, {r['errors']} errors",
-            flush=True,
-        )
-    return out
 
 
 def table(results: dict[int, dict[int, list[dict[str, Any]]]], threads: dict[int, int]) -> str:
@@ -149,9 +129,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     texts = sentences(args.data, SentimentCodec.from_manifest(manifest, version_dir))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()[0]
-    results: dict[int, dict[int, list[dict[str, Any]]]] = {
-        w: {c: [] for c in args.clients} for w in args.workers
-    }
     with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         bodies = tmp / "bodies.jsonl"
@@ -172,11 +149,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             provider = served_provider(base, name)
             if provider != PROVIDERS[args.device]:
                 raise SystemExit(f"{w} processes serve {name} on {provider}, not {PROVIDERS[args.device]}")
-        for round_ in range(args.rounds):
-            for clients in args.clients:
-                print(f"[round {round_ + 1}/{args.rounds}]", flush=True)
-                for w, r in measure_round(services, "/sentiment", bodies, clients, args).items():
-                    results[w][clients].append(r)
+        runs = alternate(
+            {str(w): base for w, base in services.items()},
+            bodies,
+            args.rounds,
+            args.clients,
+            args.duration,
+            args.warmup,
+            args.generators,
+        )
+    results = {w: {c: runs[(str(w), c)] for c in args.clients} for w in args.workers}
     load_after = os.getloadavg()[0]
     command = shlex.join(
         ["python", "-m", "loadtest.bench_scaling", *(sys.argv[1:] if argv is None else argv)]

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             stack.callback(stop_service, service)
             wait_ready(service)
             services[name] = service
-        runs = alternate(services, bodies, args)
+        runs = alternate(services, bodies, args.rounds, args.clients, args.seconds, args.warmup)
     load_after = os.getloadavg()
     settings = _settings({k: v for k, v in env.items() if k != "RNNSERVE_MODEL_REPOSITORY"})
     text = "\n".join(
