@@ -85,13 +85,14 @@ def perturbed_texts(
         if len(words) < min_words:
             continue
         for _ in range(copies):
-            draws = rng.random(len(words))
-            kept = [MASK_WORD if draw < mask_prob else word for word, draw in zip(words, draws, strict=True)]
-            if pos_prob:
-                kept = [
-                    replacer.replace(word, rng) if mask_prob <= draw < mask_prob + pos_prob else word
-                    for word, draw in zip(kept, draws, strict=True)
-                ]
+            kept = [
+                MASK_WORD
+                if draw < mask_prob
+                else replacer.replace(word, rng)
+                if draw < mask_prob + pos_prob
+                else word
+                for word, draw in zip(words, rng.random(len(words)), strict=True)
+            ]
             if rng.random() < ngram_prob:
                 n = int(rng.integers(1, min(MAX_NGRAM, len(kept)) + 1))
                 start = int(rng.integers(0, len(kept) - n + 1))

@@ -39,8 +39,10 @@ def machine_description() -> str:
     gpus = gpu_names()
     if not gpus:
         gpu = "no GPU"
+    elif len(gpus) == 1:
+        gpu = f"GPU {gpus[0]}"
     elif len(set(gpus)) == 1:
-        gpu = f"GPU {gpus[0]}" if len(gpus) == 1 else f"{len(gpus)} GPUs {gpus[0]}"
+        gpu = f"{len(gpus)} GPUs {gpus[0]}"
     else:
         gpu = "GPUs " + ", ".join(gpus)
     return f"{os.cpu_count()}-core CPU ({_cpu_model()}), {gpu}"
