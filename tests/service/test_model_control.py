@@ -157,25 +157,30 @@ def test_a_request_admitted_by_the_old_version_finishes_after_the_switch(root: P
         wait_until(lambda: old.batcher.closed and old.batcher.in_flight == 0, what="version 1 unloaded")
 
 
-def test_a_request_that_picked_the_old_version_just_before_the_switch_is_served(
-    root: Path, tmp_path: Path
-) -> None:
-    """The v2 route picks its model before reading the body: a body still arriving at the switch goes to
-    the old version, which still admits it for the handover."""
+def _post_with_a_late_body(base: str, path: str, pool: ThreadPoolExecutor):
+    """A POST of ``infer_body()`` whose body stops after 10 bytes until the returned event is set."""
     release = threading.Event()
     payload = json.dumps(infer_body()).encode()
 
-    def slow_body():
+    def late_body():
         yield payload[:10]
         assert release.wait(30)
         yield payload[10:]
 
     def post() -> httpx.Response:
         with httpx.Client(base_url=base, timeout=30) as own:
-            return own.post(f"/v2/models/{TINY}/infer", content=slow_body())
+            return own.post(path, content=late_body())
 
+    return pool.submit(post), release
+
+
+def test_a_versioned_request_that_picked_the_old_version_just_before_the_switch_is_served(
+    root: Path, tmp_path: Path
+) -> None:
+    """The v2 route picks its model before reading the body: a request for version 1 whose body is still
+    arriving at the switch goes to version 1, which still admits it for the handover."""
     with live_app(poll_settings(root)) as (base, app), ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(post)
+        slow, release = _post_with_a_late_body(base, f"/v2/models/{TINY}/versions/1/infer", pool)
         time.sleep(0.3)  # the route has picked version 1 and waits for the rest of the body
         stage_version(root, tmp_path / "staging", 2, seed=2)
         wait_until(lambda: app.state.repository.entries[TINY].version == 2, timeout=POLL_S + LOAD_S)
@@ -183,6 +188,24 @@ def test_a_request_that_picked_the_old_version_just_before_the_switch_is_served(
         r = slow.result(timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["model_version"] == "1"
+
+
+def test_an_unversioned_request_goes_to_the_version_loaded_when_its_body_has_arrived(
+    root: Path, tmp_path: Path
+) -> None:
+    """A body that arrives after the version it started under was switched out, drained and unloaded is
+    answered by the new version, not refused."""
+    with live_app(poll_settings(root)) as (base, app), ThreadPoolExecutor(1) as pool:
+        old = app.state.repository.entries[TINY].model
+        slow, release = _post_with_a_late_body(base, f"/v2/models/{TINY}/infer", pool)
+        time.sleep(0.3)  # the route has resolved version 1 and waits for the rest of the body
+        stage_version(root, tmp_path / "staging", 2, seed=2)
+        wait_until(lambda: app.state.repository.entries[TINY].version == 2, timeout=POLL_S + LOAD_S)
+        wait_until(lambda: old.batcher.closed, timeout=HANDOVER_S + LOAD_S, what="version 1 drained")
+        release.set()
+        r = slow.result(timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == "2"
 
 
 def test_removing_the_served_version_switches_to_the_newest_left(root: Path, tmp_path: Path) -> None:

@@ -174,8 +174,12 @@ async def _infer(request: Request) -> JSONResponse:
             raise BinaryDataUnsupported("request")
         entry, adapter = _lookup(request)
         state = request.app.state
-        model = state.repository.resolve(entry.task, entry.name)
+        model = state.repository.resolve(entry.task, entry.name)  # refusals before the body is read
         body = await read_json(request, InferRequest)
+        if "model_version" not in request.path_params:
+            # no version named: the one loaded when the body has arrived answers, not one switched out
+            # (and draining) while it was arriving
+            model = state.repository.resolve(entry.task, entry.name)
         texts = adapter.texts(body.inputs, state.settings.limits)
         options = adapter.options(body.parameters)
         names = adapter.output_names(body.outputs, options, model.manifest)
