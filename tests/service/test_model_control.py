@@ -11,7 +11,7 @@ import shutil
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,9 @@ def test_a_request_admitted_by_the_old_version_finishes_after_the_switch(root: P
         wait_until(lambda: old.batcher.closed and old.batcher.in_flight == 0, what="version 1 unloaded")
 
 
-def _post_with_a_late_body(base: str, path: str, pool: ThreadPoolExecutor):
+def _post_with_a_late_body(
+    base: str, path: str, pool: ThreadPoolExecutor
+) -> tuple[Future[httpx.Response], threading.Event]:
     """A POST of ``infer_body()`` whose body stops after 10 bytes until the returned event is set."""
     release = threading.Event()
     payload = json.dumps(infer_body()).encode()
