@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from service.manifest import ModelManifest
-from service.tasks.translation.codec import TranslationCodec, train_sentencepiece
+from service.subwords import train_sentencepiece
+from service.tasks.translation.codec import TranslationCodec
 from service.tasks.translation.search import SearchParams
 from service.text import SPECIALS, build_tokenizer
 from tests.service.tasks.translation.tiny_model import pairs, shared_tiny_translation

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+import service.subwords  # noqa: F401  (registers the word_pieces tokenizer type a manifest may name)
 from service.manifest import ModelManifest
 from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS
 from service.text import Tokenizer, Vocab, build_tokenizer, pad_batch

@@ -1,8 +1,8 @@
 """Translation (sequence-to-sequence): SentencePiece subwords in, detokenized text out.
 
-Registers the ``sentencepiece`` tokenizer type with the shared registry of ``service.text`` (so a
-manifest's ``tokenizer`` spec rebuilds it) and holds :class:`TranslationCodec`, the one place where a source
-text becomes encoder input and target ids become text; training builds its tensors with it too.
+Holds :class:`TranslationCodec`, the one place where a source text becomes encoder input and target ids
+become text; training builds its tensors with it too. The SentencePiece tokenizer is the shared one of
+``service.subwords``.
 
 SentencePiece models are trained with ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3, so piece ids are
 the ids of the project's :class:`~service.text.Vocab` (the manifest also ships ``vocab.json`` files).
@@ -10,84 +10,16 @@ the ids of the project's :class:`~service.text.Vocab` (the manifest also ships `
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import sentencepiece as spm
 
 from service.manifest import ModelManifest
+from service.subwords import SentencePieceTokenizer
 from service.tasks.translation.contract import SRC_IDS, SRC_LENGTHS
-from service.text import BOS, EOS, PAD, UNK, Token, Vocab, pad_batch, register_tokenizer
-
-
-@dataclass(frozen=True)
-class SentencePieceTokenizer:
-    """Subword tokenizer over a trained SentencePiece model; keeps character offsets like the others."""
-
-    model_file: str
-    processor: spm.SentencePieceProcessor = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "processor", spm.SentencePieceProcessor(model_file=str(self.model_file)))
-
-    def tokenize(self, text: str) -> list[Token]:
-        proto = self.processor.encode(text, return_type="proto")
-        # byte offsets -> character offsets
-        char_at = np.cumsum([0] + [len(ch.encode("utf-8")) for ch in text]).tolist()
-        to_char = {b: i for i, b in enumerate(char_at)}
-        return [Token(p.piece, to_char.get(p.begin, 0), to_char.get(p.end, len(text))) for p in proto.pieces]
-
-    def words(self, text: str) -> list[str]:
-        return self.processor.encode(text, out_type=str)
-
-    def encode_ids(self, text: str) -> list[int]:
-        return self.processor.encode(text)
-
-    def detokenize(self, ids: Iterable[int]) -> str:
-        return self.processor.decode([int(i) for i in ids])
-
-    def pieces(self) -> list[str]:
-        return [self.processor.id_to_piece(i) for i in range(self.processor.get_piece_size())]
-
-    def spec(self) -> dict[str, Any]:
-        return {"type": "sentencepiece", "model_file": Path(self.model_file).name}
-
-
-register_tokenizer("sentencepiece", SentencePieceTokenizer)
-
-
-def train_sentencepiece(lines: Iterable[str], prefix: Path, vocab_size: int) -> SentencePieceTokenizer:
-    """Trains ``<prefix>.model`` with the project's special-token ids (training only).
-
-    The model is written through ``model_writer`` rather than ``model_prefix``, which SentencePiece would
-    record inside the model: the same lines then give byte-identical files wherever they are trained.
-    """
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(lines)),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        character_coverage=1.0,
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
-        pad_piece=PAD,
-        unk_piece=UNK,
-        bos_piece=BOS,
-        eos_piece=EOS,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    path = prefix.parent / f"{prefix.name}.model"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(model.getvalue())
-    return SentencePieceTokenizer(str(path))
+from service.text import Vocab, pad_batch
 
 
 def vocab_of(tokenizer: SentencePieceTokenizer) -> Vocab:

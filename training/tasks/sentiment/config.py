@@ -17,8 +17,14 @@ class SentimentData(Section):
     label_column: str = "label"
     labels: list[str] | None = Field(None, description="raw label values in class order; default: sorted")
     label_names: list[str] | None = Field(None, description="served label names, one per class")
-    tokenizer: Literal["word", "whitespace"] = "word"
+    tokenizer: Literal["word", "whitespace", "word_pieces"] = Field(
+        "word", description="word_pieces: words, the rare and unseen ones spelled in SentencePiece pieces"
+    )
     lowercase: bool = True
+    pieces: int = Field(4000, ge=100, description="word_pieces: SentencePiece pieces trained on the words")
+    whole_word_min_freq: int = Field(
+        5, ge=1, description="word_pieces: training occurrences for a word to keep an embedding of its own"
+    )
     min_freq: int = Field(1, ge=1)
     max_vocab: int | None = Field(None, ge=5)
     max_tokens: int = Field(512, ge=1, description="longer texts are truncated (training and serving)")

@@ -8,7 +8,9 @@ float32 [B, C].
 
 from __future__ import annotations
 
+import base64
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,9 +19,10 @@ import torch
 from torch import nn
 
 from service.manifest import ModelManifest, version_dirs
+from service.subwords import RareWordPieceTokenizer, train_word_pieces
 from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
-from service.text import Vocab, build_tokenizer
+from service.text import Tokenizer, Vocab, build_tokenizer
 from training.augmentation import distill_copies, lexicon_path
 from training.batching import SplitsTraining, sorted_batches
 from training.distillation import label_order, load_teacher, mixed_loss
@@ -61,10 +64,28 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         self.soft_targets: np.ndarray | None = None  # the teacher's class probabilities per training text
         self.paths: dict[str, Path] = {}
         self.augmented = 0  # perturbed copies at the end of the training split (distill.augment)
+        self.tokenizer_files: dict[str, bytes] = {}  # a trained tokenizer's files (word_pieces), by name
+        self._tokenizer_dir = tempfile.TemporaryDirectory(prefix="sentiment-tokenizer-")
 
     # --- data -------------------------------------------------------------------------------------------
-    def _tokenizer(self):
-        return build_tokenizer({"type": self.config.data.tokenizer, "lowercase": self.config.data.lowercase})
+    def _tokenizer(self, train_texts: list[str] | None = None) -> Tokenizer:
+        """The configured tokenizer; ``word_pieces`` is trained on ``train_texts`` the first time, then
+        rebuilt from its files (kept in the task state, so a resumed or exported run has the same)."""
+        data = self.config.data
+        if data.tokenizer != "word_pieces":
+            return build_tokenizer({"type": data.tokenizer, "lowercase": data.lowercase})
+        folder = Path(self._tokenizer_dir.name)
+        if not self.tokenizer_files:
+            if train_texts is None:
+                raise RuntimeError("a word_pieces tokenizer is trained on the training texts first")
+            tokenizer = train_word_pieces(
+                train_texts, folder, data.pieces, data.whole_word_min_freq, lowercase=data.lowercase
+            )
+            self.tokenizer_files = {p.name: p.read_bytes() for p in tokenizer.files()}
+            return tokenizer
+        for name, content in self.tokenizer_files.items():
+            (folder / name).write_bytes(content)
+        return RareWordPieceTokenizer.in_folder(folder, data.lowercase)
 
     def load_data(self) -> None:
         data = self.config.data
@@ -75,8 +96,14 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
                 continue
             self.paths[split] = self.settings.resolve_data_path(rel)
             rows[split] = read_labelled_text(self.paths[split], data.text_column, data.label_column)
-        tokenizer = self._tokenizer()
+        tokenizer = self._tokenizer([r.text for r in rows["train"]])
         train_tokens = [tokenizer.words(r.text) for r in rows["train"]]
+        # copies perturb words, also where the model reads a rare word's pieces
+        word_lists = (
+            [tokenizer.base.words(r.text) for r in rows["train"]]
+            if isinstance(tokenizer, RareWordPieceTokenizer)
+            else train_tokens
+        )
         vocab = Vocab.build(train_tokens, min_freq=data.min_freq, max_size=data.max_vocab)
         self.raw_labels = data.labels or sorted({r.label for r in rows["train"]})
         names = data.label_names or self.raw_labels
@@ -97,7 +124,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             # perturbed copies join the training split without a gold label (``NO_GOLD``): the teacher's
             # probabilities are their only target
             copies = distill_copies(
-                train_tokens, self.config.distill, self.config.seed, self.settings.resolve_data_path
+                word_lists, self.config.distill, self.config.seed, self.settings.resolve_data_path
             )
             ids, labels = self.splits["train"]
             encoded = [self.codec.encode(t) for t in copies]
@@ -207,10 +234,15 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             "vocab": self.codec.vocab.to_json(),
             "raw_labels": self.raw_labels,
             "label_names": list(self.codec.labels),
+            "tokenizer_files": {
+                name: base64.b64encode(b).decode() for name, b in self.tokenizer_files.items()
+            },
         }
 
     def load_task_state(self, state: dict[str, Any]) -> None:
         self.raw_labels = list(state["raw_labels"])
+        files = state.get("tokenizer_files", {})
+        self.tokenizer_files = {name: base64.b64decode(b) for name, b in files.items()}
         self.codec = SentimentCodec(
             self._tokenizer(),
             Vocab.from_json(state["vocab"]),
@@ -228,7 +260,9 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
 
     def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
         self.codec.vocab.save(version_dir / FILES["vocab"])
-        return dict(FILES)
+        for name, content in self.tokenizer_files.items():
+            (version_dir / name).write_bytes(content)
+        return {**FILES, **{Path(name).stem: name for name in self.tokenizer_files}}
 
     def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
         return {

@@ -25,7 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from service.manifest import GraphSpec, ModelManifest, ParityReport, version_dirs
-from service.tasks.translation.codec import SentencePieceTokenizer, TranslationCodec, train_sentencepiece
+from service.subwords import SentencePieceTokenizer, train_sentencepiece
+from service.tasks.translation.codec import TranslationCodec
 from service.tasks.translation.contract import GRAPH_FILES, SIDES
 from service.tasks.translation.contract import side_files as side_files_of
 from service.tasks.translation.model import TranslationModel
