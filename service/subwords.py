@@ -172,16 +172,16 @@ class RareWordPieceTokenizer:
 
 
 def train_word_pieces(
-    texts: Iterable[str], folder: Path, pieces: int, whole_min_freq: int, lowercase: bool = True
+    texts: Iterable[str], folder: Path, pieces: int, whole_word_min_freq: int, lowercase: bool = True
 ) -> RareWordPieceTokenizer:
     """A :class:`RareWordPieceTokenizer` for ``texts`` (training only): the words seen at least
-    ``whole_min_freq`` times stay whole (``words.txt``); ``pieces.model`` has about ``pieces`` pieces,
+    ``whole_word_min_freq`` times stay whole (``words.txt``); ``pieces.model`` has about ``pieces`` pieces,
     trained on every distinct word, so rare training words are spelled as unseen ones will be."""
     base = WordTokenizer(lowercase=lowercase)
     counts = Counter(word for text in texts for word in base.words(text))
     ranked = sorted(counts, key=lambda w: (-counts[w], w))
     folder.mkdir(parents=True, exist_ok=True)
-    whole = "".join(f"{w}\n" for w in ranked if counts[w] >= whole_min_freq)
+    whole = "".join(f"{w}\n" for w in ranked if counts[w] >= whole_word_min_freq)
     (folder / WORDS_FILE).write_text(whole, encoding="utf-8")
     # "identity": pieces are the word's own characters, so they concatenate back to it (and give offsets)
     train_sentencepiece(ranked, folder / Path(PIECES_FILE).stem, pieces, normalization_rule_name="identity")
