@@ -346,6 +346,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             f"{' ensemble' if members > 1 else ''}, {layers} layer{'s' if layers > 1 else ''}, "
             f"emb {enc.get('embedding_dim')}, hidden {enc.get('hidden_size')}, "
             f"{arch.get('pooling')} pooling, {manifest.precision}"
+            f"{', rare words as pieces' if manifest.tokenizer.get('type') == 'word_pieces' else ''}"
         )
         rng = np.random.default_rng(0)
         vocab_size = int(enc.get("vocab_size", 100))

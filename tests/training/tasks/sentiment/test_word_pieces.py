@@ -89,3 +89,9 @@ def test_a_resumed_task_rebuilds_the_tokenizer_from_its_state_not_by_retraining(
         assert again.codec.encode(text) == task.codec.encode(text)
     again.load_data()  # as an export from a checkpoint does: the same files, not a new model
     assert again.tokenizer_files == task.tokenizer_files and again.codec.vocab.itos == task.codec.vocab.itos
+
+
+def test_the_report_says_the_model_reads_rare_words_as_pieces(trained) -> None:
+    _, _, model_dir = trained
+    row = SentimentTask.report_row(model_dir, ModelManifest.load(model_dir))
+    assert row["architecture"].endswith(", rare words as pieces")
