@@ -15,8 +15,22 @@ import numpy as np
 
 import service.subwords  # noqa: F401  (registers the word_pieces tokenizer type a manifest may name)
 from service.manifest import ModelManifest
-from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS
-from service.text import Tokenizer, Vocab, build_tokenizer, pad_batch
+from service.tasks.sentiment.contract import CHAR_IDS, CHARS_KEY, INPUT_IDS, LENGTHS
+from service.text import Tokenizer, Vocab, build_tokenizer, pad_batch, pad_nested
+
+
+@dataclass(frozen=True, slots=True)
+class SpelledIds:
+    """A text's token ids and each token's character ids (a model that reads characters too)."""
+
+    ids: list[int]
+    chars: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+Encoded = list[int] | SpelledIds
 
 
 @dataclass(frozen=True)
@@ -25,15 +39,26 @@ class SentimentCodec:
     vocab: Vocab
     labels: tuple[str, ...]
     max_tokens: int = 512
+    chars: Vocab | None = None  # the character vocabulary of a model that reads characters
+    max_word_chars: int = 30
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of a text, truncated to ``max_tokens``; never empty (an empty text is one ``<unk>``)."""
-        ids = self.vocab.encode(self.tokenizer.words(text))[: self.max_tokens]
-        return ids or [self.vocab.unk_id]
+    def encode(self, text: str) -> Encoded:
+        """Token ids of a text, truncated to ``max_tokens``; never empty (an empty text is one ``<unk>``).
+        With ``chars``, also each token's first ``max_word_chars`` characters' ids."""
+        words = self.tokenizer.words(text)[: self.max_tokens]
+        ids = self.vocab.encode(words) or [self.vocab.unk_id]
+        if self.chars is None:
+            return ids
+        unk = [self.chars.unk_id]
+        return SpelledIds(ids, [self.chars.encode(w[: self.max_word_chars]) or unk for w in words] or [unk])
 
-    def collate(self, encoded: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-        ids, lengths = pad_batch(encoded, self.vocab.pad_id)
-        return {INPUT_IDS: ids, LENGTHS: lengths}
+    def collate(self, encoded: Sequence[Encoded]) -> dict[str, np.ndarray]:
+        if self.chars is None:
+            ids, lengths = pad_batch(encoded, self.vocab.pad_id)
+            return {INPUT_IDS: ids, LENGTHS: lengths}
+        ids, lengths = pad_batch([e.ids for e in encoded], self.vocab.pad_id)
+        chars, _ = pad_nested([e.chars for e in encoded], self.chars.pad_id)
+        return {INPUT_IDS: ids, LENGTHS: lengths, CHAR_IDS: chars}
 
     def decode(self, probabilities: np.ndarray) -> dict[str, Any]:
         """One row of class probabilities -> ``{"label", "score", "scores"}``."""
@@ -55,9 +80,12 @@ class SentimentCodec:
 
     @classmethod
     def from_manifest(cls, manifest: ModelManifest, version_dir: Path) -> SentimentCodec:
+        files = manifest.files
         return cls(
             tokenizer=build_tokenizer(manifest.tokenizer, version_dir),
-            vocab=Vocab.load(version_dir / manifest.files["vocab"]),
+            vocab=Vocab.load(version_dir / files["vocab"]),
             labels=tuple(manifest.labels),
             max_tokens=int(manifest.task_options.get("max_tokens", 512)),
+            chars=Vocab.load(version_dir / files[CHARS_KEY]) if CHARS_KEY in files else None,
+            max_word_chars=int(manifest.task_options.get("max_word_chars", 30)),
         )

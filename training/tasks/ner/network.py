@@ -17,33 +17,12 @@ from service.tasks.ner.codec import FORBIDDEN, CrfScores, transition_masks
 from service.tasks.ner.contract import CHAR_IDS, LENGTHS, WORD_IDS
 from training.config import DistillConfig
 from training.distillation import mixed_loss
-from training.encoder import CELLS, reverse_index
+from training.encoder import CELLS, CharCNN, reverse_index
 from training.task import Batch
 
 
 def _reverse_within_length(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
-
-
-class CharCNN(nn.Module):
-    """Char embeddings -> 1-D convolution -> max over each word's real characters (padding-invariant)."""
-
-    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int, padding_idx: int = 0):
-        super().__init__()
-        self.padding_idx = padding_idx
-        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=padding_idx)
-        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
-        self.output_size = filters
-
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        batch, steps, width = char_ids.shape
-        flat = char_ids.reshape(batch * steps, width)
-        x = self.embedding(flat).transpose(1, 2)  # [N, E, C]; padded chars embed to zeros
-        h = self.conv(x)[:, :, :width]  # even kernels give one extra column
-        real = (flat != self.padding_idx).unsqueeze(1)
-        h = h.masked_fill(~real, FORBIDDEN).amax(dim=2)
-        h = torch.where(real.any(dim=2), h, torch.zeros_like(h))  # padded tokens: zeros
-        return h.reshape(batch, steps, -1)
 
 
 class EmissionTagger(nn.Module):

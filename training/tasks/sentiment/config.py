@@ -43,6 +43,12 @@ class SentimentModel(Section):
     head_dropout: float = Field(0.3, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     members: int = Field(1, ge=1, description="ensemble size: independent members averaged in one graph")
+    char_filters: int = Field(
+        0, ge=0, description="a char-CNN's features beside each word's embedding (0: none)"
+    )
+    char_dim: int = Field(30, ge=1)
+    char_kernel: int = Field(3, ge=1)
+    max_word_chars: int = Field(30, ge=1)
 
 
 class SentimentConfig(ExperimentConfig):

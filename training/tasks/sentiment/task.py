@@ -21,7 +21,16 @@ from torch import nn
 from service.manifest import ModelManifest, version_dirs
 from service.subwords import RareWordPieceTokenizer, train_word_pieces
 from service.tasks.sentiment.codec import SentimentCodec
-from service.tasks.sentiment.contract import FILES, GRAPH_FILES, INPUT_IDS, LENGTHS, PROBABILITIES
+from service.tasks.sentiment.contract import (
+    CHAR_IDS,
+    CHARS_FILE,
+    CHARS_KEY,
+    FILES,
+    GRAPH_FILES,
+    INPUT_IDS,
+    LENGTHS,
+    PROBABILITIES,
+)
 from service.text import Tokenizer, Vocab, build_tokenizer
 from training.augmentation import distill_copies, lexicon_path
 from training.batching import SplitsTraining, sorted_batches
@@ -109,7 +118,12 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         names = data.label_names or self.raw_labels
         if len(names) != len(self.raw_labels):
             raise ValueError(f"label_names {names} do not match labels {self.raw_labels}")
-        self.codec = SentimentCodec(tokenizer, vocab, tuple(names), max_tokens=data.max_tokens)
+        m = self.config.model
+        # a model that reads characters: every character of the training tokens
+        chars = Vocab.build(w for words in train_tokens for w in words) if m.char_filters else None
+        self.codec = SentimentCodec(
+            tokenizer, vocab, tuple(names), data.max_tokens, chars=chars, max_word_chars=m.max_word_chars
+        )
         index = {label: i for i, label in enumerate(self.raw_labels)}
         for split, split_rows in rows.items():
             unknown = {r.label for r in split_rows} - index.keys()
@@ -156,8 +170,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         ids, labels = self.splits[split]
         inputs = self.codec.collate([ids[i] for i in indices])
         return {
-            INPUT_IDS: torch.from_numpy(inputs[INPUT_IDS]),
-            LENGTHS: torch.from_numpy(inputs[LENGTHS]),
+            **{name: torch.from_numpy(array) for name, array in inputs.items()},
             "labels": torch.tensor([labels[i] for i in indices]),
             **({"soft": torch.from_numpy(self.soft_targets[indices])} if self._distilled(split) else {}),
         }
@@ -186,6 +199,15 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             "pooling": m.pooling,
             "head_dropout": m.head_dropout,
             "members": m.members,
+            "chars": {
+                "num_chars": len(self.codec.chars),
+                "char_dim": m.char_dim,
+                "filters": m.char_filters,
+                "kernel": m.char_kernel,
+                "padding_idx": Vocab.pad_id,
+            }
+            if self.codec.chars is not None
+            else None,
         }
 
     def build_model(self, model_args: dict[str, Any] | None = None) -> nn.Module:
@@ -195,7 +217,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         smoothing = self.config.model.label_smoothing
         losses = []
         labels = batch["labels"]
-        for logits in model.member_logits(batch[INPUT_IDS], batch[LENGTHS]):
+        for logits in model.member_logits(batch[INPUT_IDS], batch[LENGTHS], batch.get(CHAR_IDS)):
             # a sum over the rows with a gold label, divided by all rows: the mean when every row has one,
             # and rows without (perturbed copies) add nothing instead of raising the others' weight
             gold = nn.functional.cross_entropy(
@@ -224,7 +246,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         model.eval()
 
         def predict(batch: Batch) -> np.ndarray:
-            return torch.softmax(model(batch[INPUT_IDS], batch[LENGTHS]), -1).numpy()
+            return torch.softmax(model(batch[INPUT_IDS], batch[LENGTHS], batch.get(CHAR_IDS)), -1).numpy()
 
         return self._metrics(self.predict_split(predict, split, self.config.trainer.eval_batch_size), split)
 
@@ -234,6 +256,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             "vocab": self.codec.vocab.to_json(),
             "raw_labels": self.raw_labels,
             "label_names": list(self.codec.labels),
+            "chars": self.codec.chars.to_json() if self.codec.chars is not None else None,
             "tokenizer_files": {
                 name: base64.b64encode(b).decode() for name, b in self.tokenizer_files.items()
             },
@@ -248,6 +271,8 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             Vocab.from_json(state["vocab"]),
             tuple(state["label_names"]),
             max_tokens=self.config.data.max_tokens,
+            chars=Vocab.from_json(state["chars"]) if state.get("chars") else None,
+            max_word_chars=self.config.model.max_word_chars,
         )
 
     # --- export (hooks of training.exporter) ----------------------------------------------------------
@@ -260,15 +285,22 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
 
     def write_export_files(self, model: nn.Module, version_dir: Path) -> dict[str, str]:
         self.codec.vocab.save(version_dir / FILES["vocab"])
+        files = {**FILES, **{Path(name).stem: name for name in self.tokenizer_files}}
         for name, content in self.tokenizer_files.items():
             (version_dir / name).write_bytes(content)
-        return {**FILES, **{Path(name).stem: name for name in self.tokenizer_files}}
+        if self.codec.chars is not None:
+            self.codec.chars.save(version_dir / CHARS_FILE)
+            files[CHARS_KEY] = CHARS_FILE
+        return files
 
     def manifest_fields(self, model: nn.Module) -> dict[str, Any]:
         return {
             "labels": list(self.codec.labels),
             "tokenizer": self.codec.tokenizer.spec(),
-            "task_options": {"max_tokens": self.config.data.max_tokens},
+            "task_options": {
+                "max_tokens": self.config.data.max_tokens,
+                **({"max_word_chars": self.codec.max_word_chars} if self.codec.chars is not None else {}),
+            },
         }
 
     def parity_feeds(self, limit: int) -> list[dict[str, np.ndarray]]:
@@ -279,16 +311,21 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
     @torch.no_grad()
     def reference_output(self, model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
         wrapped = ProbabilityModel(model).eval()
-        return wrapped(torch.from_numpy(feeds[INPUT_IDS]), torch.from_numpy(feeds[LENGTHS])).numpy()
+        return wrapped(*(torch.from_numpy(feeds[name]) for name in self._graph_inputs())).numpy()
 
     def onnx_metrics(self, model: nn.Module, session) -> dict[str, dict[str, float]]:
         def predict(batch: Batch) -> np.ndarray:
-            feed = {INPUT_IDS: batch[INPUT_IDS].numpy(), LENGTHS: batch[LENGTHS].numpy()}
-            return session.run([PROBABILITIES], feed)[0]
+            return session.run([PROBABILITIES], {name: batch[name].numpy() for name in self._graph_inputs()})[
+                0
+            ]
 
         return {
             split: self._metrics(self.predict_split(predict, split), split) for split in self.eval_splits()
         }
+
+    def _graph_inputs(self) -> list[str]:
+        """The exported graph's inputs, in the order of the model's arguments."""
+        return [INPUT_IDS, LENGTHS, *([CHAR_IDS] if self.codec.chars is not None else [])]
 
     def export_graph(self, model: nn.Module, path: Path) -> None:
         """Exports with a short tracing example (the RNN loop is unrolled while tracing shapes).
@@ -302,14 +339,19 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         for batch, length in ((5, 7), (6, 11), (9, 13), (10, 17)):
             lengths = torch.tensor([length, *(max(1, length - 2 - i) for i in range(batch - 1))])
             filler = min(len(self.codec.vocab) - 1, length + 2)
+            example = [torch.full((batch, length), filler, dtype=torch.int64), lengths]
+            axes = {INPUT_IDS: {0: "batch", 1: "sequence"}, LENGTHS: {0: "batch"}}
+            if self.codec.chars is not None:  # a word width unlike the other sizes (see above)
+                example.append(torch.full((batch, length, 3), min(len(self.codec.chars) - 1, 4)))
+                axes[CHAR_IDS] = {0: "batch", 1: "sequence", 2: "word"}
             try:
                 export_onnx(
                     wrapped,
-                    (torch.full((batch, length), filler, dtype=torch.int64), lengths),
+                    tuple(example),
                     path,
-                    input_names=[INPUT_IDS, LENGTHS],
+                    input_names=self._graph_inputs(),
                     output_names=[PROBABILITIES],
-                    dynamic_axes={INPUT_IDS: {0: "batch", 1: "sequence"}, LENGTHS: {0: "batch"}},
+                    dynamic_axes=axes,
                 )
                 return
             except RuntimeError as exc:
@@ -340,6 +382,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
         enc = arch.get("encoder", {})
         cell = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}.get(enc.get("cell"), str(enc.get("cell")))
         members = int(arch.get("members", 1))
+        chars = arch.get("chars")
         layers = int(enc.get("num_layers", 1))
         description = (
             f"{f'{members}× ' if members > 1 else ''}{'Bi' if enc.get('bidirectional') else ''}{cell}"
@@ -347,6 +390,7 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             f"emb {enc.get('embedding_dim')}, hidden {enc.get('hidden_size')}, "
             f"{arch.get('pooling')} pooling, {manifest.precision}"
             f"{', rare words as pieces' if manifest.tokenizer.get('type') == 'word_pieces' else ''}"
+            f"{', char-CNN ' + str(chars['filters']) if chars else ''}"
         )
         rng = np.random.default_rng(0)
         vocab_size = int(enc.get("vocab_size", 100))
@@ -357,6 +401,9 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
             }
             for batch in (1, 32)
         ]
+        for feed in feeds:  # words of 5 characters, about SST-2's mean
+            if chars:
+                feed[CHAR_IDS] = rng.integers(4, chars["num_chars"], size=(*feed[INPUT_IDS].shape, 5))
         latencies = measure_latencies_ms(version_dir / manifest.graphs["model"].file, feeds)
         return {
             "model": f"`{manifest.name}`" + (" (default)" if manifest.default else ""),

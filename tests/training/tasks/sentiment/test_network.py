@@ -38,6 +38,34 @@ def test_alone_equals_in_padded_batch(cell: str, bidirectional: bool, pooling: s
     torch.testing.assert_close(noisy_batch, alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_with_characters_alone_equals_in_padded_batch(bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    encoder = {"vocab_size": 40, "embedding_dim": 8, "hidden_size": 6, "bidirectional": bidirectional}
+    chars = {"num_chars": 20, "char_dim": 4, "filters": 5, "kernel": 3}
+    model = SequenceClassifier(encoder, num_classes=2, chars=chars).eval()
+    seqs = [torch.randint(4, 40, (n,)) for n in (5, 1, 3)]
+    spellings = [[torch.randint(4, 20, (int(k),)) for k in torch.randint(1, 7, (len(s),))] for s in seqs]
+    ids, lengths = padded(seqs, width=7)
+    chars_ids = torch.zeros(len(seqs), 7, 8, dtype=torch.long)
+    for row, words in enumerate(spellings):
+        for col, word in enumerate(words):
+            chars_ids[row, col, : len(word)] = word
+    with torch.no_grad():
+        batch = model(ids, lengths, chars_ids)
+        alone = torch.cat(
+            [
+                model(s.unsqueeze(0), torch.tensor([len(s)]), chars_ids[row : row + 1, : len(s), :6])
+                for row, s in enumerate(seqs)
+            ]
+        )
+        other = chars_ids.clone()
+        other[0, 0, 0] = 4 if other[0, 0, 0] != 4 else 5
+        changed = model(ids, lengths, other)
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(changed[0], batch[0])  # the characters are read
+
+
 def test_padding_changes_nothing_without_masking_would_fail() -> None:
     """Guard against a vacuous test: a plain bidirectional nn.LSTM *is* affected by padding."""
     torch.manual_seed(0)

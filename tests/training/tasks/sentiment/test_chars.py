@@ -1,0 +1,89 @@
+"""A sentiment model that also reads each token's characters: trained, resumed, exported and served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.manifest import ModelManifest, version_dirs
+from service.tasks.sentiment.codec import SentimentCodec, SpelledIds
+from service.tasks.sentiment.contract import CHAR_IDS, INPUT_IDS, LENGTHS, PROBABILITIES
+from service.text import Vocab
+from tests.utils.model_factory import sentiment_config, write_sentiment_splits
+from training.export import ort_session
+from training.settings import TrainingSettings
+from training.tasks.sentiment.network import ProbabilityModel
+from training.tasks.sentiment.task import SentimentTask
+from training.trainer import Trainer
+
+TEXTS = ["an unboring , unfunny story", "lovelyish acting", "", "the film is good", "a dull , tedious plot"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[SentimentTask, torch.nn.Module, Path]:
+    tmp_path = tmp_path_factory.mktemp("chars")
+    data = write_sentiment_splits(tmp_path / "data", train=200, dev=32, test=32)
+    config = sentiment_config(data, name="chars", char_filters=6, char_dim=4, max_word_chars=5)
+    config.trainer.epochs = 1
+    settings = TrainingSettings(
+        data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
+    )
+    task = SentimentTask(config, settings)
+    task.load_data()
+    trainer = Trainer.for_task(task, settings.runs_dir / "chars")
+    checkpoint = trainer.fit()
+    return task, trainer.model.eval(), task.export(trainer.model, settings.models_dir, checkpoint)
+
+
+def test_an_unseen_word_keeps_its_spelling(trained) -> None:
+    task, _, _ = trained
+    encoded = task.codec.encode("the unfunny film")
+    assert isinstance(encoded, SpelledIds) and len(encoded) == 3
+    assert encoded.ids[1] == Vocab.unk_id  # not a training word ...
+    assert len(encoded.chars[1]) == 5 and Vocab.unk_id not in encoded.chars[1]  # ... but its letters are
+    assert task.codec.encode("").chars == [[Vocab.unk_id]]
+    batch = task.batch_tensors("dev", [0, 1, 2])
+    assert batch[CHAR_IDS].shape[:2] == batch[INPUT_IDS].shape
+
+
+def test_the_characters_change_the_answer(trained) -> None:
+    task, model, _ = trained
+    feeds = task.codec.collate([task.codec.encode(t) for t in ("a zzzzz film", "a qqqqq film")])
+    with torch.no_grad():
+        out = ProbabilityModel(model)(*(torch.from_numpy(feeds[k]) for k in (INPUT_IDS, LENGTHS, CHAR_IDS)))
+    assert (feeds[INPUT_IDS][0] == feeds[INPUT_IDS][1]).all() and not torch.allclose(out[0], out[1])
+
+
+def test_the_served_codec_and_graph_answer_what_pytorch_computes(trained) -> None:
+    task, model, model_dir = trained
+    manifest = ModelManifest.load(model_dir)
+    _, version_dir = version_dirs(model_dir)[-1]
+    assert manifest.files["chars"] == "chars.json" and manifest.task_options["max_word_chars"] == 5
+    served = SentimentCodec.from_manifest(manifest, version_dir)
+    encoded = [served.encode(t) for t in TEXTS]
+    assert encoded == [task.codec.encode(t) for t in TEXTS]
+    feeds = served.collate(encoded)
+    assert set(feeds) == {INPUT_IDS, LENGTHS, CHAR_IDS}
+    onnx = ort_session(version_dir / manifest.graphs["model"].file).run([PROBABILITIES], feeds)[0]
+    with torch.no_grad():
+        reference = ProbabilityModel(model)(
+            *(torch.from_numpy(feeds[k]) for k in (INPUT_IDS, LENGTHS, CHAR_IDS))
+        )
+    np.testing.assert_allclose(onnx, reference.numpy(), atol=1e-5)
+
+
+def test_a_resumed_task_has_the_same_characters(trained) -> None:
+    task, _, _ = trained
+    again = SentimentTask(task.config, task.settings)
+    again.load_task_state(task.task_state())
+    assert again.codec.chars.itos == task.codec.chars.itos
+    assert [again.codec.encode(t) for t in TEXTS] == [task.codec.encode(t) for t in TEXTS]
+
+
+def test_the_report_measures_the_graph_with_its_characters(trained) -> None:
+    _, _, model_dir = trained
+    row = SentimentTask.report_row(model_dir, ModelManifest.load(model_dir))
+    assert row["architecture"].endswith(", char-CNN 6") and row["latency 32×20 tokens"].endswith(" ms")
