@@ -13,6 +13,7 @@ from service.tasks.sentiment.codec import SentimentCodec
 from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab
 from tests.utils.model_factory import sentiment_config, write_sentiment_splits
+from tests.utils.served import served_probabilities
 from training.export import ort_session
 from training.settings import TrainingSettings
 from training.tasks.sentiment.network import ProbabilityModel
@@ -95,3 +96,16 @@ def test_the_report_says_the_model_reads_rare_words_as_pieces(trained) -> None:
     _, _, model_dir = trained
     row = SentimentTask.report_row(model_dir, ModelManifest.load(model_dir))
     assert row["architecture"].endswith(", rare words as pieces")
+
+
+def test_the_service_answers_each_text_as_pytorch_does_alone(trained) -> None:
+    task, model, model_dir = trained
+    texts = [*UNSEEN, "the film is good"]
+    served = served_probabilities(model_dir, texts)
+    for text, answer in zip(texts, served, strict=True):
+        f = task.codec.collate([task.codec.encode(text)])
+        with torch.no_grad():
+            alone = ProbabilityModel(model)(*(torch.from_numpy(f[k]) for k in (INPUT_IDS, LENGTHS)))[
+                0
+            ].numpy()
+        np.testing.assert_allclose(answer, alone, atol=1e-5)
