@@ -113,7 +113,7 @@ class RareWordPieceTokenizer:
     _spelled: dict[str, list[str]] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        whole = Path(self.words_file).read_text(encoding="utf-8").splitlines()
+        whole = Path(self.words_file).read_text(encoding="utf-8").split("\n")  # words hold no "\n"
         object.__setattr__(self, "base", WordTokenizer(lowercase=self.lowercase))
         object.__setattr__(self, "whole", frozenset(whole))
         object.__setattr__(self, "processor", spm.SentencePieceProcessor(model_file=str(self.model_file)))

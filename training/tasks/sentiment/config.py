@@ -44,11 +44,11 @@ class SentimentModel(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     members: int = Field(1, ge=1, description="ensemble size: independent members averaged in one graph")
     char_filters: int = Field(
-        0, ge=0, description="a char-CNN's features beside each word's embedding (0: none)"
+        0, ge=0, description="a character CNN's features beside each token's embedding (0: none)"
     )
     char_dim: int = Field(30, ge=1)
     char_kernel: int = Field(3, ge=1)
-    max_word_chars: int = Field(30, ge=1)
+    max_word_chars: int = Field(30, ge=1, description="characters of a token the character CNN reads")
 
 
 class SentimentConfig(ExperimentConfig):

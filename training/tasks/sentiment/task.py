@@ -315,9 +315,8 @@ class SentimentTask(SplitsTraining, SingleGraphExport, TrainingTask):
 
     def onnx_metrics(self, model: nn.Module, session) -> dict[str, dict[str, float]]:
         def predict(batch: Batch) -> np.ndarray:
-            return session.run([PROBABILITIES], {name: batch[name].numpy() for name in self._graph_inputs()})[
-                0
-            ]
+            feed = {name: batch[name].numpy() for name in self._graph_inputs()}
+            return session.run([PROBABILITIES], feed)[0]
 
         return {
             split: self._metrics(self.predict_split(predict, split), split) for split in self.eval_splits()
