@@ -222,6 +222,11 @@ def pad_batch(
     return ids, lengths
 
 
+def char_ids_of(chars: Vocab, words: Iterable[str], max_chars: int) -> list[list[int]]:
+    """Each word's first ``max_chars`` characters' ids (an empty word: one ``<unk>``)."""
+    return [chars.encode(word[:max_chars]) or [chars.unk_id] for word in words]
+
+
 def pad_nested(
     sequences: Sequence[Sequence[Sequence[int]]], pad_id: int = Vocab.pad_id
 ) -> tuple[np.ndarray, np.ndarray]:

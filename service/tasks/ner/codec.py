@@ -26,7 +26,7 @@ import numpy as np
 
 from service.manifest import ModelManifest
 from service.tasks.ner.contract import CHAR_IDS, LENGTHS, TRANSITIONS_KEY, WORD_IDS
-from service.text import Token, Tokenizer, Vocab, build_tokenizer, pad_batch, pad_nested
+from service.text import Token, Tokenizer, Vocab, build_tokenizer, char_ids_of, pad_batch, pad_nested
 
 OUTSIDE = "O"
 #: score added to forbidden transitions; finite so sums stay finite, large enough to never win
@@ -225,8 +225,7 @@ class NerCodec:
     def encode_tokens(self, words: Sequence[str]) -> tuple[list[int], list[list[int]]]:
         """Word ids and per-word char ids (chars of the original, cased word, truncated)."""
         word_ids = self.words.encode(self.word_key(w) for w in words)
-        char_ids = [self.chars.encode(w[: self.max_word_chars]) or [self.chars.unk_id] for w in words]
-        return word_ids, char_ids
+        return word_ids, char_ids_of(self.chars, words, self.max_word_chars)
 
     def encode(self, text: str) -> EncodedText:
         """Tokens (with offsets into ``text``) truncated to ``max_tokens``; may be empty."""

@@ -16,7 +16,7 @@ import numpy as np
 import service.subwords  # noqa: F401  (registers the word_pieces tokenizer type a manifest may name)
 from service.manifest import ModelManifest
 from service.tasks.sentiment.contract import CHAR_IDS, CHARS_KEY, INPUT_IDS, LENGTHS
-from service.text import Tokenizer, Vocab, build_tokenizer, pad_batch, pad_nested
+from service.text import Tokenizer, Vocab, build_tokenizer, char_ids_of, pad_batch, pad_nested
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +49,7 @@ class SentimentCodec:
         ids = self.vocab.encode(words) or [self.vocab.unk_id]
         if self.chars is None:
             return ids
-        unk = [self.chars.unk_id]
-        return SpelledIds(ids, [self.chars.encode(w[: self.max_word_chars]) or unk for w in words] or [unk])
+        return SpelledIds(ids, char_ids_of(self.chars, words, self.max_word_chars) or [[self.chars.unk_id]])
 
     def collate(self, encoded: Sequence[Encoded]) -> dict[str, np.ndarray]:
         if self.chars is None:
