@@ -94,21 +94,13 @@ def trained_sentiment(tmp_path_factory: pytest.TempPathFactory):
     ``(repository_root, model_name, probability_module)``.
     """
     pytest.importorskip("torch", reason="the parity test needs the training extra")
-    from tests.utils.model_factory import sentiment_config, write_sentiment_splits
-    from training.settings import TrainingSettings
+    from tests.utils.model_factory import sentiment_config, train_sentiment, write_sentiment_splits
     from training.tasks.sentiment.network import ProbabilityModel
-    from training.tasks.sentiment.task import SentimentTask
-    from training.trainer import Trainer
 
     work = tmp_path_factory.mktemp("trained")
     root = work / "models"
     name = "sentiment-trained"
     data = write_sentiment_splits(work / "data")
     config = sentiment_config(data, name=name, cell="lstm", bidirectional=True, pooling="max")
-    settings = TrainingSettings(data_dir=work / "data", runs_dir=work / "runs", models_dir=root)
-    task = SentimentTask(config, settings)
-    task.load_data()
-    model = task.build_model()
-    checkpoint = Trainer(task, model, config, settings.runs_dir / name).fit()
-    task.export(model, root, checkpoint)
+    _, model, _ = train_sentiment(config, work, root)
     return root, name, ProbabilityModel(model).eval()

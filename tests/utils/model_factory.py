@@ -83,10 +83,6 @@ def make_sentiment_repository(
     The manifest is valid for :class:`service.manifest.ModelManifest` with ``default=default``; version 1
     holds ``model.onnx`` (inputs ``input_ids``/``lengths``, output ``probabilities``) and ``vocab.json``.
     """
-    from training.settings import TrainingSettings
-    from training.tasks.sentiment.task import SentimentTask
-    from training.trainer import Trainer
-
     with tempfile.TemporaryDirectory(prefix="rnnserve-tiny-") as tmp:
         work = Path(tmp)
         data = write_sentiment_splits(work / "data")
@@ -96,9 +92,20 @@ def make_sentiment_repository(
         config.trainer.epochs = epochs
         config.export.default = default
         config.export.quantize = quantize
-        settings = TrainingSettings(data_dir=work / "data", runs_dir=work / "runs", models_dir=root)
-        task = SentimentTask(config, settings)
-        task.load_data()
-        trainer = Trainer.for_task(task, settings.runs_dir / name)
-        checkpoint = trainer.fit()
-        return task.export(trainer.model, root, checkpoint)
+        return train_sentiment(config, work, root)[2]
+
+
+def train_sentiment(config, work: Path, models_dir: Path):
+    """Trains ``config`` with the real training package (runs under ``work``) and exports it into
+    ``models_dir``: ``(task, trained model in eval mode, exported model folder)``."""
+    from training.settings import TrainingSettings
+    from training.tasks.sentiment.task import SentimentTask
+    from training.trainer import Trainer
+
+    settings = TrainingSettings(data_dir=work / "data", runs_dir=work / "runs", models_dir=models_dir)
+    task = SentimentTask(config, settings)
+    task.load_data()
+    trainer = Trainer.for_task(task, settings.runs_dir / config.name)
+    checkpoint = trainer.fit()
+    model_dir = task.export(trainer.model, models_dir, checkpoint)
+    return task, trainer.model.eval(), model_dir

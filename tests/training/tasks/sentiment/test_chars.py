@@ -12,31 +12,21 @@ from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec, SpelledIds
 from service.tasks.sentiment.contract import CHAR_IDS, INPUT_IDS, LENGTHS, PROBABILITIES
 from service.text import Vocab
-from tests.utils.model_factory import sentiment_config, write_sentiment_splits
+from tests.utils.model_factory import sentiment_config, train_sentiment, write_sentiment_splits
 from tests.utils.served import served_probabilities
 from training.export import ort_session
-from training.settings import TrainingSettings
-from training.tasks.sentiment.network import ProbabilityModel
 from training.tasks.sentiment.task import SentimentTask
-from training.trainer import Trainer
 
 TEXTS = ["an unboring , unfunny story", "lovelyish acting", "", "the film is good", "a dull , tedious plot"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[SentimentTask, torch.nn.Module, Path]:
-    tmp_path = tmp_path_factory.mktemp("chars")
-    data = write_sentiment_splits(tmp_path / "data", train=200, dev=32, test=32)
+    work = tmp_path_factory.mktemp("chars")
+    data = write_sentiment_splits(work / "data", train=200, dev=32, test=32)
     config = sentiment_config(data, name="chars", char_filters=6, char_dim=4, max_word_chars=5)
     config.trainer.epochs = 1
-    settings = TrainingSettings(
-        data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
-    )
-    task = SentimentTask(config, settings)
-    task.load_data()
-    trainer = Trainer.for_task(task, settings.runs_dir / "chars")
-    checkpoint = trainer.fit()
-    return task, trainer.model.eval(), task.export(trainer.model, settings.models_dir, checkpoint)
+    return train_sentiment(config, work, work / "m")
 
 
 def test_an_unseen_word_keeps_its_spelling(trained) -> None:
@@ -53,9 +43,8 @@ def test_an_unseen_word_keeps_its_spelling(trained) -> None:
 def test_the_characters_change_the_answer(trained) -> None:
     task, model, _ = trained
     feeds = task.codec.collate([task.codec.encode(t) for t in ("a zzzzz film", "a qqqqq film")])
-    with torch.no_grad():
-        out = ProbabilityModel(model)(*(torch.from_numpy(feeds[k]) for k in (INPUT_IDS, LENGTHS, CHAR_IDS)))
-    assert (feeds[INPUT_IDS][0] == feeds[INPUT_IDS][1]).all() and not torch.allclose(out[0], out[1])
+    out = task.reference_output(model, feeds)
+    assert (feeds[INPUT_IDS][0] == feeds[INPUT_IDS][1]).all() and not np.allclose(out[0], out[1])
 
 
 def test_the_served_codec_and_graph_answer_what_pytorch_computes(trained) -> None:
@@ -69,11 +58,7 @@ def test_the_served_codec_and_graph_answer_what_pytorch_computes(trained) -> Non
     feeds = served.collate(encoded)
     assert set(feeds) == {INPUT_IDS, LENGTHS, CHAR_IDS}
     onnx = ort_session(version_dir / manifest.graphs["model"].file).run([PROBABILITIES], feeds)[0]
-    with torch.no_grad():
-        reference = ProbabilityModel(model)(
-            *(torch.from_numpy(feeds[k]) for k in (INPUT_IDS, LENGTHS, CHAR_IDS))
-        )
-    np.testing.assert_allclose(onnx, reference.numpy(), atol=1e-5)
+    np.testing.assert_allclose(onnx, task.reference_output(model, feeds), atol=1e-5)
 
 
 def test_a_resumed_task_has_the_same_characters(trained) -> None:
@@ -95,9 +80,5 @@ def test_the_service_answers_each_text_as_pytorch_does_alone(trained) -> None:
     texts = [t for t in TEXTS if t]  # the service refuses an empty text
     served = served_probabilities(model_dir, texts)
     for text, answer in zip(texts, served, strict=True):
-        f = task.codec.collate([task.codec.encode(text)])
-        with torch.no_grad():
-            alone = ProbabilityModel(model)(
-                *(torch.from_numpy(f[k]) for k in (INPUT_IDS, LENGTHS, CHAR_IDS))
-            )[0].numpy()
+        alone = task.reference_output(model, task.codec.collate([task.codec.encode(text)]))[0]
         np.testing.assert_allclose(answer, alone, atol=1e-5)

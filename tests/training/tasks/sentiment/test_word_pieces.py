@@ -10,42 +10,27 @@ import torch
 
 from service.manifest import ModelManifest, version_dirs
 from service.tasks.sentiment.codec import SentimentCodec
-from service.tasks.sentiment.contract import INPUT_IDS, LENGTHS, PROBABILITIES
+from service.tasks.sentiment.contract import PROBABILITIES
 from service.text import Vocab
-from tests.utils.model_factory import sentiment_config, write_sentiment_splits
+from tests.utils.model_factory import sentiment_config, train_sentiment, write_sentiment_splits
 from tests.utils.served import served_probabilities
 from training.export import ort_session
-from training.settings import TrainingSettings
-from training.tasks.sentiment.network import ProbabilityModel
 from training.tasks.sentiment.task import SentimentTask
-from training.trainer import Trainer
 
 RARE = "an ungood and unlovely film\t0\nsuperbly moving\t1\n"
 UNSEEN = ["an unboring , unfunny story", "lovelyish acting", "goodly"]
 
 
-def _task(tmp_path: Path) -> SentimentTask:
-    data = write_sentiment_splits(tmp_path / "data", train=200, dev=32, test=32)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[SentimentTask, torch.nn.Module, Path]:
+    work = tmp_path_factory.mktemp("pieces")
+    data = write_sentiment_splits(work / "data", train=200, dev=32, test=32)
     with data["train"].open("a", encoding="utf-8") as f:
         f.write(RARE)
     config = sentiment_config(data, name="pieces")
     config.data.tokenizer, config.data.pieces, config.data.whole_word_min_freq = "word_pieces", 100, 2
     config.trainer.epochs = 1
-    settings = TrainingSettings(
-        data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", models_dir=tmp_path / "m"
-    )
-    task = SentimentTask(config, settings)
-    task.load_data()
-    return task
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[SentimentTask, torch.nn.Module, Path]:
-    tmp_path = tmp_path_factory.mktemp("pieces")
-    task = _task(tmp_path)
-    trainer = Trainer.for_task(task, task.settings.runs_dir / "pieces")
-    checkpoint = trainer.fit()
-    return task, trainer.model.eval(), task.export(trainer.model, task.settings.models_dir, checkpoint)
+    return train_sentiment(config, work, work / "m")
 
 
 def test_rare_training_words_and_unseen_ones_are_read_as_known_pieces(trained) -> None:
@@ -73,11 +58,7 @@ def test_the_served_codec_and_graph_answer_what_pytorch_computes(trained) -> Non
     assert encoded == [task.codec.encode(t) for t in texts]
     feeds = served.collate(encoded)
     onnx = ort_session(version_dir / manifest.graphs["model"].file).run([PROBABILITIES], feeds)[0]
-    with torch.no_grad():
-        reference = ProbabilityModel(model)(
-            torch.from_numpy(feeds[INPUT_IDS]), torch.from_numpy(feeds[LENGTHS])
-        )
-    np.testing.assert_allclose(onnx, reference.numpy(), atol=1e-5)
+    np.testing.assert_allclose(onnx, task.reference_output(model, feeds), atol=1e-5)
 
 
 def test_a_resumed_task_rebuilds_the_tokenizer_from_its_state_not_by_retraining(trained, tmp_path) -> None:
@@ -103,9 +84,5 @@ def test_the_service_answers_each_text_as_pytorch_does_alone(trained) -> None:
     texts = [*UNSEEN, "the film is good"]
     served = served_probabilities(model_dir, texts)
     for text, answer in zip(texts, served, strict=True):
-        f = task.codec.collate([task.codec.encode(text)])
-        with torch.no_grad():
-            alone = ProbabilityModel(model)(*(torch.from_numpy(f[k]) for k in (INPUT_IDS, LENGTHS)))[
-                0
-            ].numpy()
+        alone = task.reference_output(model, task.codec.collate([task.codec.encode(text)]))[0]
         np.testing.assert_allclose(answer, alone, atol=1e-5)
